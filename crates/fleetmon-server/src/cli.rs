@@ -1,0 +1,144 @@
+//! The `fleetmon` command line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::{self, DatabaseArgs, FileConfig, GlobalArgs, LogSettings};
+use crate::db::{partitions, Database, SystemDb};
+use crate::http::{self, AppState};
+use crate::telemetry;
+
+/// How often `serve` makes sure the coming days' history partitions exist.
+const PARTITION_MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// fleetmon: monitoring for distributed job/worker fleets, kept in Postgres.
+///
+/// With no DATABASE_URL, fleetmon starts a private PostgreSQL from the server binaries installed
+/// on this machine, in --data-dir.
+#[derive(Debug, Parser)]
+#[command(name = "fleetmon", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: migrates the database, then serves the API.
+    Serve(ServeArgs),
+    /// Apply pending schema migrations, then exit. Safe to run from several places at once.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "FLEETMON_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = FileConfig::load(cli.global.config.as_deref())?;
+    telemetry::init(&LogSettings::resolve(&cli.global, &file))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args, &file).await,
+            Command::Migrate(args) => migrate(args, &file).await,
+        }
+    })
+}
+
+async fn migrate(args: MigrateArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let db = Database::open(&args.db.resolve(file)).await?;
+    let result = db.prepare_schema().await;
+    db.close().await;
+    let report = result?;
+    if report.applied.is_empty() {
+        println!("schema is up to date (version {})", report.current_version);
+    } else {
+        println!(
+            "applied migrations {:?}; schema is at version {}",
+            report.applied, report.current_version
+        );
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let listen = config::resolve_listen(args.listen, file);
+    let db = Database::open(&args.db.resolve(file)).await?;
+    let result = serve_on(&db, listen).await;
+    db.close().await;
+    result
+}
+
+async fn serve_on(db: &Database, listen: SocketAddr) -> anyhow::Result<()> {
+    let report = db.prepare_schema().await?;
+    tracing::info!(version = report.current_version, "database schema is ready");
+    let maintenance = tokio::spawn(maintain_partitions(db.system()));
+
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("could not listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!("fleetmon is listening on http://{address}");
+
+    let router = http::router(AppState { db: db.tenant() });
+    let served = http::serve(listener, router, shutdown_signal()).await;
+    maintenance.abort();
+    tracing::info!("fleetmon stopped serving");
+    served.context("the HTTP server failed")
+}
+
+async fn maintain_partitions(system: SystemDb) {
+    let mut every = tokio::time::interval(PARTITION_MAINTENANCE_EVERY);
+    every.tick().await; // start-up already ensured them
+    loop {
+        every.tick().await;
+        match partitions::ensure_around_today(&system).await {
+            Ok(0) => {}
+            Ok(created) => tracing::info!(created, "created history partitions ahead of time"),
+            Err(error) => tracing::error!(%error, "could not create history partitions"),
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

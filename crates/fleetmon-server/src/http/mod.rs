@@ -1,0 +1,48 @@
+//! The HTTP server: routes, shared state, and serving with graceful shutdown.
+
+mod error;
+mod health;
+
+use std::future::Future;
+
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::db::TenantDb;
+
+/// What handlers share. Deliberately holds only tenant access: request code cannot reach the
+/// system (owner) path.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: TenantDb,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound {
+        message: format!("no such endpoint: {}", uri.path()),
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,7 @@
+//! fleetmon: monitoring for distributed job/worker fleets, kept in Postgres.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod telemetry;
