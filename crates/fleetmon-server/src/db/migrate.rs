@@ -6,6 +6,7 @@
 //! keep this correct behind transaction-mode poolers too.
 
 use sha2::{Digest, Sha256};
+use sqlx::Executor;
 
 use super::sql::{query, query_as};
 use super::system::SystemDb;
@@ -56,7 +57,7 @@ pub async fn run(db: &SystemDb) -> Result<MigrationReport, DbError> {
         .bind(MIGRATION_LOCK_KEY)
         .execute(tx.conn())
         .await?;
-    sqlx::raw_sql(CREATE_HISTORY).execute(tx.conn()).await?;
+    tx.conn().execute(CREATE_HISTORY).await?;
 
     let applied: Vec<(i64, String, Vec<u8>)> =
         query_as("SELECT version, name, checksum FROM fleetmon_schema_migrations ORDER BY version")
@@ -94,8 +95,9 @@ pub async fn run(db: &SystemDb) -> Result<MigrationReport, DbError> {
             name = migration.name,
             "applying migration"
         );
-        sqlx::raw_sql(migration.sql)
-            .execute(tx.conn())
+        // A plain string runs as one simple-protocol query: several statements, no parameters.
+        tx.conn()
+            .execute(migration.sql)
             .await
             .map_err(|source| DbError::Migration {
                 version: migration.version,

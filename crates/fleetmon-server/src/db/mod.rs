@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 pub use embedded::{EmbeddedError, EmbeddedPostgres};
 pub use system::{SystemDb, SystemTx};
@@ -108,8 +108,12 @@ fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Connects a pool, retrying transient failures with backoff for up to `connect_timeout`, and
-/// checks the server version.
+/// Longest a single connection attempt may take (an unroutable host would otherwise hang for
+/// the operating system's TCP timeout).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects, retrying transient failures with backoff for up to `connect_timeout`, checks the
+/// server version, and returns a pool.
 pub async fn connect(
     options: PgConnectOptions,
     settings: &DatabaseSettings,
@@ -119,16 +123,20 @@ pub async fn connect(
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
     let mut attempts = 0;
-    let pool = loop {
+    let mut probe = loop {
         attempts += 1;
-        let attempt = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.clone())
-            .await;
+        let remaining = settings.connect_timeout.saturating_sub(started.elapsed());
+        let attempt = tokio::time::timeout(
+            remaining.clamp(Duration::from_secs(1), ATTEMPT_TIMEOUT),
+            PgConnection::connect_with(&options),
+        )
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
         match attempt {
-            Ok(pool) => break pool,
-            Err(error) if is_transient(&error) && started.elapsed() < settings.connect_timeout => {
+            Ok(conn) => break conn,
+            Err(error)
+                if is_transient(&error) && started.elapsed() + delay < settings.connect_timeout =>
+            {
                 tracing::warn!(%target, attempt = attempts, %error, "database not reachable yet; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -138,7 +146,10 @@ pub async fn connect(
                     target,
                     attempts,
                     waited_s: started.elapsed().as_secs(),
-                    reason: error.to_string(),
+                    reason: match error {
+                        sqlx::Error::PoolTimedOut => "timed out".to_string(),
+                        other => other.to_string(),
+                    },
                 });
             }
             Err(error) => {
@@ -149,12 +160,18 @@ pub async fn connect(
             }
         }
     };
-    check_server_version(&pool, &target).await?;
-    Ok(pool)
+    let version = check_server_version(&mut probe, &target).await;
+    probe.close().await.ok();
+    version?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
 }
 
-async fn check_server_version(pool: &PgPool, target: &str) -> Result<(), DbError> {
-    let mut tx = pool.begin().await?;
+async fn check_server_version(conn: &mut PgConnection, target: &str) -> Result<(), DbError> {
+    // In a transaction, like everything: see `SystemDb::begin`.
+    let mut tx = conn.begin().await?;
     let (num, text): (i32, String) = sql::query_as(
         "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
     )

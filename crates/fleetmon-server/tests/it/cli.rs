@@ -1,0 +1,316 @@
+//! The `fleetmon` binary as a user runs it: help, configuration errors, migrate, and serve on the
+//! embedded default.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use fleetmon_server::db::migrate::MIGRATIONS;
+use fleetmon_server::db::sql::query_scalar;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::harness::{cluster, scratch_dir, url_for, TestDb};
+
+fn fleetmon() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetmon"));
+    for var in [
+        "DATABASE_URL",
+        "FLEETMON_DATA_DIR",
+        "FLEETMON_CONFIG",
+        "FLEETMON_LISTEN",
+        "PG_BINDIR",
+    ] {
+        command.env_remove(var);
+    }
+    command.env("FLEETMON_LOG", "info").stdin(Stdio::null());
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("run fleetmon")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The `error: …` line a failing command ends with.
+fn error_line(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "expected failure, got {:?}",
+        output.status
+    );
+    let text = stderr(output);
+    text.lines()
+        .rev()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in:\n{text}"))
+        .to_string()
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+    ] {
+        let output = run(fleetmon().args(&args));
+        assert!(output.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("Usage: fleetmon"), "{args:?}: {text}");
+        if args.len() == 2 {
+            assert!(
+                text.contains("--database-url") && text.contains("DATABASE_URL"),
+                "{text}"
+            );
+            assert!(text.contains("--data-dir"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn a_malformed_database_url_is_one_clear_line_without_the_secret() {
+    for url in ["not-a-url", "postgres://admin:s3cr3t@db.example:port/x"] {
+        let output = run(fleetmon().arg("migrate").env("DATABASE_URL", url));
+        let line = error_line(&output);
+        assert!(
+            line.starts_with("error: DATABASE_URL is not a valid PostgreSQL URL"),
+            "{line}"
+        );
+        assert!(!stderr(&output).contains("s3cr3t"), "{}", stderr(&output));
+        assert_eq!(output.status.code(), Some(1));
+    }
+}
+
+#[test]
+fn an_unreachable_server_is_retried_then_explained() {
+    let output = run(fleetmon()
+        .args(["migrate", "--db-connect-timeout", "1"])
+        .env("DATABASE_URL", "postgres://admin:s3cr3t@127.0.0.1:1/fleet"));
+    let line = error_line(&output);
+    assert!(
+        line.contains("could not connect to PostgreSQL at admin@127.0.0.1:1/fleet after"),
+        "{line}"
+    );
+    let attempts: u32 = line
+        .split(" after ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(attempts > 1, "it retries before giving up: {line}");
+    assert!(
+        stderr(&output).contains("retrying"),
+        "progress is logged while retrying"
+    );
+    assert!(!stderr(&output).contains("s3cr3t"));
+}
+
+#[test]
+fn configuration_errors_name_the_problem() {
+    let dir = scratch_dir("config");
+    let file = dir.join("fleetmon.toml");
+    std::fs::write(&file, "databse_url = \"postgres://x/y\"\n").unwrap();
+    let line = error_line(&run(fleetmon().arg("migrate").arg("--config").arg(&file)));
+    assert!(
+        line.contains(&file.display().to_string()) && line.contains("databse_url"),
+        "{line}"
+    );
+
+    let line = error_line(&run(fleetmon()
+        .arg("migrate")
+        .env("FLEETMON_CONFIG", dir.join("missing.toml"))));
+    assert!(line.contains("could not read the config file"), "{line}");
+
+    let output = run(fleetmon()
+        .arg("serve")
+        .env("FLEETMON_LISTEN", "not-an-address"));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--listen"), "{}", stderr(&output));
+
+    let line = error_line(&run(fleetmon()
+        .arg("migrate")
+        .env("FLEETMON_LOG", "fleetmon=[")));
+    assert!(line.contains("log filter"), "{line}");
+}
+
+#[test]
+fn settings_come_from_the_config_file() {
+    // The database URL comes from the file; an unreachable one proves it was read.
+    let dir = scratch_dir("config");
+    let file = dir.join("fleetmon.toml");
+    std::fs::write(
+        &file,
+        "database_url = \"postgres://u@127.0.0.1:1/from_file\"\ndb_connect_timeout_s = 0\n",
+    )
+    .unwrap();
+    let line = error_line(&run(fleetmon()
+        .arg("migrate")
+        .env("FLEETMON_CONFIG", &file)));
+    assert!(line.contains("127.0.0.1:1/from_file"), "{line}");
+    // A flag wins over the file.
+    let line = error_line(&run(fleetmon()
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://u@127.0.0.1:1/from_flag",
+        ])
+        .env("FLEETMON_CONFIG", &file)));
+    assert!(line.contains("127.0.0.1:1/from_flag"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrate_commands_at_once_both_succeed() {
+    let name = TestDb::create_empty().await;
+    let url = url_for(&name);
+    let spawn = || {
+        fleetmon()
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let mut said: Vec<String> = outputs
+        .iter()
+        .map(|o| {
+            assert!(o.status.success(), "{}", stderr(o));
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        })
+        .collect();
+    said.sort();
+    assert!(said[0].starts_with("applied migrations"), "{said:?}");
+    assert!(said[1].starts_with("schema is up to date"), "{said:?}");
+
+    let pool = cluster().owner_pool(&name, 1).await;
+    let rows: i64 = query_scalar("SELECT count(*) FROM fleetmon_schema_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, MIGRATIONS.len() as i64);
+}
+
+/// A `fleetmon serve` on the embedded default, with its log lines streamed to a channel.
+struct Served {
+    child: Child,
+    base: String,
+    log: mpsc::Receiver<String>,
+}
+
+fn serve_embedded(data_dir: &Path) -> Served {
+    let mut child = fleetmon()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("FLEETMON_DATA_DIR", data_dir)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, log) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let base = loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "serve did not start listening; log so far:\n{}",
+                    seen.join("\n")
+                )
+            });
+        if let Some(at) = line.find("listening on http://") {
+            break line[at + "listening on ".len()..].trim().to_string();
+        }
+        seen.push(line);
+    };
+    Served { child, base, log }
+}
+
+fn postmaster_pid(data_dir: &Path) -> Option<Pid> {
+    let text = std::fs::read_to_string(data_dir.join("postgres/postmaster.pid")).ok()?;
+    Some(Pid::from_raw(text.lines().next()?.trim().parse().ok()?))
+}
+
+fn wait_gone(pid: Pid) -> bool {
+    for _ in 0..200 {
+        if kill(pid, None).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_the_embedded_default_then_stop_cleanly_and_survive_a_kill() {
+    let data_dir = scratch_dir("serve");
+    let served = serve_embedded(&data_dir);
+    let ready = reqwest::get(format!("{}/readyz", served.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", served.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let postgres = postmaster_pid(&data_dir).expect("the embedded server is running");
+
+    // SIGTERM: finish requests, stop the embedded server, exit 0.
+    kill(Pid::from_raw(served.child.id() as i32), Signal::SIGTERM).unwrap();
+    let Served { mut child, log, .. } = served;
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<String> = log.try_iter().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("embedded PostgreSQL stopped")),
+        "{lines:?}"
+    );
+    assert!(wait_gone(postgres), "postgres exits with fleetmon");
+    assert!(!data_dir.join("postgres/postmaster.pid").exists());
+
+    // SIGKILL of fleetmon itself: the kernel tells postgres to shut down, and the next start
+    // comes up on the same data.
+    let served = serve_embedded(&data_dir);
+    let postgres = postmaster_pid(&data_dir).unwrap();
+    let Served { mut child, .. } = served;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_gone(postgres),
+        "postgres stops when fleetmon is killed"
+    );
+
+    let served = serve_embedded(&data_dir);
+    let ready = reqwest::get(format!("{}/readyz", served.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    kill(Pid::from_raw(served.child.id() as i32), Signal::SIGTERM).unwrap();
+    let Served { mut child, .. } = served;
+    assert!(child.wait().unwrap().success());
+}
