@@ -182,9 +182,12 @@ CREATE TABLE machines (
     started_at      timestamptz,
     -- Greatest `at` of any event about this machine: drives derived liveness.
     last_seen_at    timestamptz NOT NULL,
-    -- `at` and id of the event whose reported fields are current (last writer by `at` wins).
+    -- Reported fields come in two groups, each last-writer-wins by (`at`, event id): the status
+    -- (heartbeats, status changes, shutdowns) and the inventory (heartbeats only).
     last_event_at   timestamptz NOT NULL,
     last_event_id   uuid NOT NULL,
+    inventory_at    timestamptz,
+    inventory_event_id uuid,
     shutdown_at     timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
@@ -202,9 +205,14 @@ CREATE TABLE workers (
     services       jsonb NOT NULL DEFAULT '{}',
     version        text,
     connected_at   timestamptz,
+    -- As for machines: status by heartbeats and status events; inventory (machine, current job,
+    -- capabilities, services, version) by heartbeats only. A worker known only from job events
+    -- has `-infinity` here until its first heartbeat.
     last_seen_at   timestamptz NOT NULL,
     last_event_at  timestamptz NOT NULL,
     last_event_id  uuid NOT NULL,
+    inventory_at   timestamptz,
+    inventory_event_id uuid,
     jobs_completed bigint NOT NULL DEFAULT 0,
     jobs_failed    bigint NOT NULL DEFAULT 0,
     created_at     timestamptz NOT NULL DEFAULT now(),

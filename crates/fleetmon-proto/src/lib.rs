@@ -1,5 +1,7 @@
 //! Wire types shared by the fleetmon server and its clients: plain serde types, no I/O.
 
+pub mod ingest;
+
 use serde::{Deserialize, Serialize};
 
 /// The body of every error response: `{"error":{"code":"…","message":"…"}}`.

@@ -7,9 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use crate::config::{self, DatabaseArgs, FileConfig, GlobalArgs, LogSettings};
+use crate::config::{self, DatabaseArgs, FileConfig, GlobalArgs, IngestArgs, LogSettings};
 use crate::db::{partitions, Database, SystemDb};
 use crate::http::{self, AppState};
+use crate::ingest::Limits;
 use crate::telemetry;
 
 /// How often `serve` makes sure the coming days' history partitions exist.
@@ -45,6 +46,9 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "FLEETMON_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub ingest: IngestArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,13 +90,14 @@ async fn migrate(args: MigrateArgs, file: &FileConfig) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let listen = config::resolve_listen(args.listen, file);
+    let ingest_limits = args.ingest.resolve(&file.ingest);
     let db = Database::open(&args.db.resolve(file)).await?;
-    let result = serve_on(&db, listen).await;
+    let result = serve_on(&db, listen, ingest_limits).await;
     db.close().await;
     result
 }
 
-async fn serve_on(db: &Database, listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve_on(db: &Database, listen: SocketAddr, ingest_limits: Limits) -> anyhow::Result<()> {
     let report = db.prepare_schema().await?;
     tracing::info!(version = report.current_version, "database schema is ready");
     let maintenance = tokio::spawn(maintain_partitions(db.system()));
@@ -103,7 +108,7 @@ async fn serve_on(db: &Database, listen: SocketAddr) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!("fleetmon is listening on http://{address}");
 
-    let router = http::router(AppState { db: db.tenant() });
+    let router = http::router(AppState::new(db.tenant(), ingest_limits));
     let served = http::serve(listener, router, shutdown_signal()).await;
     maintenance.abort();
     tracing::info!("fleetmon stopped serving");

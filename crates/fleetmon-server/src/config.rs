@@ -60,6 +60,72 @@ pub struct DatabaseArgs {
     pub db_connect_timeout: Option<u64>,
 }
 
+/// Limits on what one ingest request may carry; see `ingest::Limits` for the defaults.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestArgs {
+    /// Largest ingest request body in bytes, after decompression [default: 8388608]
+    #[arg(long, env = "FLEETMON_INGEST_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub ingest_max_body_bytes: Option<usize>,
+    /// Most events in one ingest request [default: 5000]
+    #[arg(long, env = "FLEETMON_INGEST_MAX_EVENTS", value_name = "N")]
+    pub ingest_max_events: Option<usize>,
+    /// Longest identifier or name in an event, in bytes [default: 256]
+    #[arg(long, env = "FLEETMON_INGEST_MAX_FIELD_LEN", value_name = "BYTES")]
+    pub ingest_max_field_len: Option<usize>,
+    /// Largest job payload, result or error, as JSON bytes [default: 65536]
+    #[arg(long, env = "FLEETMON_INGEST_MAX_PAYLOAD_BYTES", value_name = "BYTES")]
+    pub ingest_max_payload_bytes: Option<usize>,
+    /// Deepest nesting of arrays and objects in one event [default: 16]
+    #[arg(long, env = "FLEETMON_INGEST_MAX_DEPTH", value_name = "LEVELS")]
+    pub ingest_max_depth: Option<usize>,
+    /// Seconds an event's `at` may be ahead of the server's clock [default: 300]
+    #[arg(long, env = "FLEETMON_INGEST_MAX_CLOCK_SKEW", value_name = "SECONDS")]
+    pub ingest_max_clock_skew_s: Option<u64>,
+    /// Seconds an event's `at` may be behind the server's clock (at most 6 days) [default: 518400]
+    #[arg(long, env = "FLEETMON_INGEST_MAX_AGE", value_name = "SECONDS")]
+    pub ingest_max_age_s: Option<u64>,
+}
+
+impl IngestArgs {
+    pub fn resolve(&self, file: &IngestArgs) -> crate::ingest::Limits {
+        let d = crate::ingest::Limits::default();
+        let max_age = self
+            .ingest_max_age_s
+            .or(file.ingest_max_age_s)
+            .map_or(d.max_age, Duration::from_secs);
+        crate::ingest::Limits {
+            max_body_bytes: self
+                .ingest_max_body_bytes
+                .or(file.ingest_max_body_bytes)
+                .unwrap_or(d.max_body_bytes),
+            max_events: self
+                .ingest_max_events
+                .or(file.ingest_max_events)
+                .unwrap_or(d.max_events),
+            max_field_len: self
+                .ingest_max_field_len
+                .or(file.ingest_max_field_len)
+                .unwrap_or(d.max_field_len),
+            max_payload_bytes: self
+                .ingest_max_payload_bytes
+                .or(file.ingest_max_payload_bytes)
+                .unwrap_or(d.max_payload_bytes),
+            max_depth: self
+                .ingest_max_depth
+                .or(file.ingest_max_depth)
+                .unwrap_or(d.max_depth),
+            max_clock_skew: self
+                .ingest_max_clock_skew_s
+                .or(file.ingest_max_clock_skew_s)
+                .map_or(d.max_clock_skew, Duration::from_secs),
+            // History partitions reach this far back; older events could not be stored.
+            max_age: max_age.min(d.max_age),
+            max_samples: d.max_samples,
+        }
+    }
+}
+
 /// The optional `fleetmon.toml`. Unknown keys are errors, so a typo never silently does nothing.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +137,8 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
+    #[serde(flatten)]
+    pub ingest: IngestArgs,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,9 @@
 //! fleetmon: monitoring for distributed job/worker fleets, kept in Postgres.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod ingest;
 pub mod telemetry;

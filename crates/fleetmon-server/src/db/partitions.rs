@@ -8,7 +8,7 @@ use super::system::SystemDb;
 use super::DbError;
 
 /// Days of partitions kept ready before and after today (UTC).
-pub const DAYS_BEHIND: u64 = 2;
+pub const DAYS_BEHIND: u64 = 7;
 pub const DAYS_AHEAD: u64 = 7;
 
 /// Creates any missing partitions for `[first_day, last_day]`; returns how many were created.

@@ -1,25 +1,73 @@
 //! The HTTP layer's error type: every failure becomes `{"error":{"code","message"}}` with a
-//! fitting status.
+//! fitting status. Internal details are logged, never sent.
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fleetmon_proto::ErrorBody;
 
+use crate::db::DbError;
+use crate::ingest::IngestError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// No or unusable credentials; answered with `WWW-Authenticate`.
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("{message}")]
     NotFound { message: String },
+    #[error("{message}")]
+    PayloadTooLarge { code: &'static str, message: String },
+    #[error("{message}")]
+    UnsupportedMediaType { code: &'static str, message: String },
     /// The service cannot answer right now; clients should retry shortly.
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    /// A bug or an unexpected failure: logged in full, reported without details.
+    #[error("internal error")]
+    Internal(String),
 }
 
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Self::PayloadTooLarge { code, .. } => (StatusCode::PAYLOAD_TOO_LARGE, code),
+            Self::UnsupportedMediaType { code, .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, code),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        match &error {
+            DbError::Sql(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => Self::Unavailable {
+                code: "database_unavailable",
+                message: "the database is busy or unreachable; retry shortly".into(),
+            },
+            _ => Self::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        let code = error.code();
+        let message = error.to_string();
+        match error {
+            IngestError::BodyTooLarge { .. } | IngestError::TooManyEvents { .. } => {
+                Self::PayloadTooLarge { code, message }
+            }
+            _ => Self::BadRequest { code, message },
         }
     }
 }
@@ -27,12 +75,23 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        if let Self::Internal(detail) = &self {
+            tracing::error!(%detail, "request failed");
+        }
         let body = Json(ErrorBody::new(code, self.to_string()));
         let mut response = (status, body).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -2,10 +2,12 @@
 
 mod error;
 mod health;
+mod ingest;
 
 use std::future::Future;
 
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -13,18 +15,34 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 
 use crate::db::TenantDb;
+use crate::ingest::Limits;
 
 /// What handlers share. Deliberately holds only tenant access: request code cannot reach the
 /// system (owner) path.
 #[derive(Clone)]
 pub struct AppState {
     pub db: TenantDb,
+    pub ingest_limits: std::sync::Arc<Limits>,
+}
+
+impl AppState {
+    pub fn new(db: TenantDb, ingest_limits: Limits) -> Self {
+        Self {
+            db,
+            ingest_limits: std::sync::Arc::new(ingest_limits),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        // The handler enforces its own, configurable, body limit.
+        .route(
+            "/api/v1/ingest",
+            post(ingest::ingest).layer(DefaultBodyLimit::disable()),
+        )
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
         .with_state(state)

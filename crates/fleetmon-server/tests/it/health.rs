@@ -12,7 +12,7 @@ use crate::harness::{cluster, TestDb};
 async fn spawn_app(db: TenantDb) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let router = http::router(AppState { db });
+    let router = http::router(AppState::new(db, Default::default()));
     tokio::spawn(http::serve(listener, router, std::future::pending()));
     format!("http://{address}")
 }

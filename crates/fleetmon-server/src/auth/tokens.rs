@@ -1,0 +1,241 @@
+//! API tokens: `ingest` tokens let agents write, `read` tokens let programs read.
+//!
+//! A token is `fmi_<org>_<secret>` (ingest) or `fmr_<org>_<secret>` (read): the org's id in hex,
+//! then 32 random base62 characters (190 bits). The org id in the token lets the lookup run in
+//! that org's tenant transaction, under row-level security like everything else; only the SHA-256
+//! of the whole token is stored, so a database leak reveals no usable token.
+
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::db::sql::{query, query_as};
+use crate::db::DbError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Ingest,
+    Read,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Read => "read",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Ingest => "fmi",
+            Self::Read => "fmr",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ingest" => Some(Self::Ingest),
+            "read" => Some(Self::Read),
+            _ => None,
+        }
+    }
+}
+
+const SECRET_LEN: usize = 32;
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// Longest string worth hashing as a token; anything longer is refused unparsed.
+const MAX_TOKEN_LEN: usize = 128;
+
+/// A token just created: the secret exists only here and is shown once.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: Uuid,
+    pub secret: String,
+}
+
+/// A token, as listed (never with its secret).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub prefix: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenIdentity {
+    pub org_id: Uuid,
+    pub token_id: Uuid,
+    pub kind: TokenKind,
+}
+
+/// Why a presented token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRejection {
+    Malformed,
+    Unknown,
+    Revoked,
+}
+
+fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn random_secret() -> String {
+    // Rejection sampling keeps every base62 character equally likely.
+    let mut out = String::with_capacity(SECRET_LEN);
+    while out.len() < SECRET_LEN {
+        let mut bytes = [0u8; 64];
+        getrandom::fill(&mut bytes).expect("the operating system's random source");
+        for byte in bytes {
+            if byte < 248 && out.len() < SECRET_LEN {
+                out.push(BASE62[(byte % 62) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+/// The org a token claims to belong to, if it is shaped like a token at all.
+pub fn parse_org(token: &str) -> Option<(TokenKind, Uuid)> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let mut parts = token.split('_');
+    let kind = match parts.next()? {
+        "fmi" => TokenKind::Ingest,
+        "fmr" => TokenKind::Read,
+        _ => return None,
+    };
+    let org = Uuid::try_parse(parts.next()?).ok()?;
+    let secret = parts.next()?;
+    if parts.next().is_some()
+        || secret.len() != SECRET_LEN
+        || !secret.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    Some((kind, org))
+}
+
+/// Creates a token in the org of `conn`'s tenant transaction.
+pub async fn create(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    kind: TokenKind,
+    name: &str,
+    created_by: Option<Uuid>,
+) -> Result<NewToken, DbError> {
+    let secret = random_secret();
+    let token = format!("{}_{}_{secret}", kind.tag(), org_id.simple());
+    let prefix = format!("{}_…{}", kind.tag(), &secret[..6]);
+    let id: (Uuid,) = query_as(
+        "INSERT INTO api_tokens (org_id, name, kind, prefix, token_hash, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(org_id)
+    .bind(name)
+    .bind(kind.as_str())
+    .bind(prefix)
+    .bind(hash(&token))
+    .bind(created_by)
+    .fetch_one(conn)
+    .await?;
+    Ok(NewToken {
+        id: id.0,
+        secret: token,
+    })
+}
+
+pub async fn list(conn: &mut PgConnection) -> Result<Vec<TokenInfo>, DbError> {
+    Ok(query_as(
+        "SELECT id, name, kind, prefix, created_at, last_used_at, revoked_at
+         FROM api_tokens ORDER BY created_at, id",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Revokes a token; `false` when the org has no such token.
+pub async fn revoke(conn: &mut PgConnection, id: Uuid) -> Result<bool, DbError> {
+    let done =
+        query("UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1")
+            .bind(id)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Looks a presented token up in its org's tenant transaction (see [`parse_org`]) and records
+/// its use, at most once a minute so busy agents do not turn every request into a row update.
+pub async fn authenticate(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    token: &str,
+) -> Result<Result<TokenIdentity, TokenRejection>, DbError> {
+    let row: Option<(Uuid, String, bool)> = query_as(
+        "WITH found AS (
+             SELECT id, kind, revoked_at, last_used_at FROM api_tokens
+             WHERE org_id = $1 AND token_hash = $2
+         ), touched AS (
+             UPDATE api_tokens t SET last_used_at = now()
+             FROM found
+             WHERE t.org_id = $1 AND t.id = found.id AND found.revoked_at IS NULL
+               AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
+         )
+         SELECT id, kind, revoked_at IS NOT NULL FROM found",
+    )
+    .bind(org_id)
+    .bind(hash(token))
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        None => Err(TokenRejection::Unknown),
+        Some((_, _, true)) => Err(TokenRejection::Revoked),
+        Some((token_id, kind, false)) => match TokenKind::parse(&kind) {
+            Some(kind) => Ok(TokenIdentity {
+                org_id,
+                token_id,
+                kind,
+            }),
+            None => Err(TokenRejection::Unknown),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_their_org_and_secrets_are_base62() {
+        let org = Uuid::new_v4();
+        let secret = random_secret();
+        assert_eq!(secret.len(), SECRET_LEN);
+        let token = format!("fmi_{}_{secret}", org.simple());
+        assert_eq!(parse_org(&token), Some((TokenKind::Ingest, org)));
+        assert_ne!(random_secret(), secret);
+    }
+
+    #[test]
+    fn malformed_tokens_are_not_parsed() {
+        let org = Uuid::new_v4().simple().to_string();
+        for bad in [
+            String::new(),
+            "fmi".into(),
+            format!("fmx_{org}_{}", "a".repeat(32)),
+            format!("fmi_{org}_{}", "a".repeat(31)),
+            format!("fmi_{org}_{}_x", "a".repeat(32)),
+            format!("fmi_{org}_{}", "é".repeat(16)),
+            format!("fmi_nothex_{}", "a".repeat(32)),
+            "x".repeat(10_000),
+        ] {
+            assert_eq!(parse_org(&bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `POST /api/v1/ingest`: agents push events with an `ingest` token.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use chrono::Utc;
+use fleetmon_proto::ingest::IngestResponse;
+
+use super::{ApiError, AppState};
+use crate::auth::tokens::{self, TokenKind, TokenRejection};
+use crate::db::{DbError, TenantContext};
+use crate::ingest::{decode, store, Framing};
+
+/// Deadlocks and serialization failures between concurrent batches are retried this often.
+const ATTEMPTS: usize = 3;
+
+pub async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let token = bearer(&headers)?;
+    let Some((_, org_id)) = tokens::parse_org(token) else {
+        return Err(invalid_token("the token is not a fleetmon API token"));
+    };
+    let framing = framing(&headers)?;
+    let limits = &state.ingest_limits;
+    let bytes =
+        to_bytes(body, limits.max_body_bytes)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge {
+                code: "body_too_large",
+                message: format!(
+                    "the request body is larger than {} bytes",
+                    limits.max_body_bytes
+                ),
+            })?;
+    let bytes = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => bytes.to_vec(),
+        Some("gzip") => decode::gunzip(&bytes, limits.max_body_bytes)?,
+        Some(other) => {
+            return Err(ApiError::UnsupportedMediaType {
+                code: "unsupported_encoding",
+                message: format!("Content-Encoding {other:?} is not supported; use gzip or none"),
+            })
+        }
+    };
+    let decoded = decode::decode(&bytes, framing, limits, Utc::now())?;
+    let events: Vec<_> = decoded.valid.into_iter().map(|v| v.event).collect();
+
+    let mut attempt = 0;
+    let stored = loop {
+        attempt += 1;
+        let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
+        match tokens::authenticate(tx.conn(), org_id, token).await? {
+            Ok(identity) if identity.kind == TokenKind::Ingest => {}
+            Ok(_) => {
+                return Err(ApiError::Forbidden {
+                    code: "wrong_token_kind",
+                    message: "this is a read token; ingest needs an ingest token".into(),
+                })
+            }
+            Err(TokenRejection::Revoked) => {
+                return Err(invalid_token_code(
+                    "revoked_token",
+                    "the token has been revoked",
+                ))
+            }
+            Err(_) => return Err(invalid_token("the token is not valid")),
+        }
+        let result = async {
+            let stored = store::store(tx.conn(), org_id, &events).await?;
+            tx.commit().await?;
+            Ok::<_, DbError>(stored)
+        }
+        .await;
+        match result {
+            Ok(stored) => break stored,
+            Err(error) if attempt < ATTEMPTS && is_retryable(&error) => {
+                tracing::debug!(%error, attempt, "retrying an ingest batch after a conflict");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    Ok(Json(IngestResponse {
+        accepted: stored.accepted,
+        duplicates: stored.duplicates,
+        rejected: decoded.rejected,
+    }))
+}
+
+fn is_retryable(error: &DbError) -> bool {
+    matches!(error, DbError::Sql(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
+fn invalid_token(message: &str) -> ApiError {
+    invalid_token_code("invalid_token", message)
+}
+
+fn invalid_token_code(code: &'static str, message: &str) -> ApiError {
+    ApiError::Unauthorized {
+        code,
+        message: message.to_string(),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized {
+            code: "missing_token",
+            message: "send an ingest token as `Authorization: Bearer <token>`".into(),
+        })?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| invalid_token("the Authorization header must be `Bearer <token>`"))
+}
+
+fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(Framing::Json),
+        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => Ok(Framing::Ndjson),
+        _ => Err(ApiError::UnsupportedMediaType {
+            code: "unsupported_media_type",
+            message: format!("Content-Type {content_type:?} is not supported; use application/json or application/x-ndjson"),
+        }),
+    }
+}
