@@ -314,3 +314,44 @@ async fn serve_on_the_embedded_default_then_stop_cleanly_and_survive_a_kill() {
     let Served { mut child, .. } = served;
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn orgs_and_tokens_from_the_command_line() {
+    let name = crate::harness::block_on(TestDb::create_empty());
+    let url = url_for(&name);
+    let ok = |args: &[&str]| {
+        let output = run(fleetmon().args(args).env("DATABASE_URL", &url));
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(ok(&["org", "create", "acme", "--name", "Acme Corp"])
+        .starts_with("created organization acme"));
+    let line = error_line(&run(fleetmon()
+        .args(["org", "create", "acme"])
+        .env("DATABASE_URL", &url)));
+    assert!(line.contains("already exists"), "{line}");
+    let line = error_line(&run(fleetmon()
+        .args(["org", "create", "Not A Slug"])
+        .env("DATABASE_URL", &url)));
+    assert!(line.contains("not a valid slug"), "{line}");
+
+    let created = ok(&[
+        "token", "create", "--org", "acme", "--kind", "ingest", "--name", "agents",
+    ]);
+    let secret = created.lines().last().unwrap().trim().to_string();
+    assert!(secret.starts_with("fmi_"), "{created}");
+    let listed = ok(&["token", "list", "--org", "acme"]);
+    assert!(
+        listed.contains("agents") && listed.contains("never used"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret), "listings never show secrets");
+    let id = listed.split_whitespace().next().unwrap().to_string();
+    assert!(ok(&["token", "revoke", "--org", "acme", &id]).contains("revoked"));
+    assert!(ok(&["token", "list", "--org", "acme"]).contains("revoked"));
+
+    let line = error_line(&run(fleetmon()
+        .args(["token", "list", "--org", "nope"])
+        .env("DATABASE_URL", &url)));
+    assert!(line.contains("no organization \"nope\""), "{line}");
+}

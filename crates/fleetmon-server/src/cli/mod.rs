@@ -1,5 +1,7 @@
 //! The `fleetmon` command line.
 
+mod admin;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -36,6 +38,81 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending schema migrations, then exit. Safe to run from several places at once.
     Migrate(MigrateArgs),
+    /// Manage organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage API tokens: `ingest` tokens for agents, `read` tokens for programs.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization.
+    Create {
+        /// Short name used in URLs: lowercase letters, digits and dashes.
+        slug: String,
+        /// Display name [default: the slug]
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+impl OrgCommand {
+    fn db(&self) -> &DatabaseArgs {
+        match self {
+            Self::Create { db, .. } => db,
+        }
+    }
+}
+
+impl TokenCommand {
+    fn db(&self) -> &DatabaseArgs {
+        match self {
+            Self::Create { db, .. } | Self::List { db, .. } | Self::Revoke { db, .. } => db,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    Ingest,
+    Read,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print its secret (shown only this once).
+    Create {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// What the token is for, shown in listings.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// List an organization's tokens (never their secrets).
+    List {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Revoke a token: requests using it are refused from now on.
+    Revoke {
+        #[arg(long)]
+        org: String,
+        /// The token's id, as shown by `token list`.
+        id: uuid::Uuid,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,8 +145,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => serve(args, &file).await,
             Command::Migrate(args) => migrate(args, &file).await,
+            Command::Org(command) => {
+                let db = open_migrated(command.db(), &file).await?;
+                let result = admin::org(&db, command).await;
+                db.close().await;
+                result
+            }
+            Command::Token(command) => {
+                let db = open_migrated(command.db(), &file).await?;
+                let result = admin::token(&db, command).await;
+                db.close().await;
+                result
+            }
         }
     })
+}
+
+/// Opens the database and brings its schema up to date.
+async fn open_migrated(args: &DatabaseArgs, file: &FileConfig) -> anyhow::Result<Database> {
+    let db = Database::open(&args.resolve(file)).await?;
+    match db.prepare_schema().await {
+        Ok(_) => Ok(db),
+        Err(error) => {
+            db.close().await;
+            Err(error.into())
+        }
+    }
 }
 
 async fn migrate(args: MigrateArgs, file: &FileConfig) -> anyhow::Result<()> {

@@ -1,0 +1,123 @@
+//! `fleetmon org …` and `fleetmon token …`: administration from the command line, through the same
+//! tenant transactions as requests.
+
+use anyhow::{bail, Context};
+use uuid::Uuid;
+
+use super::{KindArg, OrgCommand, TokenCommand};
+use crate::auth::tokens::{self, TokenKind};
+use crate::db::sql::query_scalar;
+use crate::db::{Database, TenantContext, TenantDb};
+
+/// The id of the org with `slug`, or an error that says how to find the right one.
+pub async fn org_id(db: &TenantDb, slug: &str) -> anyhow::Result<Uuid> {
+    let mut tx = db.begin(TenantContext::none()).await?;
+    let id: Option<Uuid> = query_scalar("SELECT id FROM organizations WHERE slug = $1")
+        .bind(slug)
+        .fetch_optional(tx.conn())
+        .await?;
+    id.with_context(|| {
+        format!("there is no organization {slug:?}; create it with `fleetmon org create {slug}`")
+    })
+}
+
+/// Creates an organization; returns its id.
+pub async fn create_org(db: &TenantDb, slug: &str, name: &str) -> anyhow::Result<Uuid> {
+    let mut tx = db.begin(TenantContext::none()).await?;
+    let id: Option<Uuid> = query_scalar(
+        "INSERT INTO organizations (slug, name) VALUES ($1, $2) ON CONFLICT (slug) DO NOTHING RETURNING id",
+    )
+    .bind(slug)
+    .bind(name)
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23514") => anyhow::anyhow!(
+            "{slug:?} is not a valid slug: use 1 to 63 lowercase letters, digits and dashes, \
+             starting and ending with a letter or digit"
+        ),
+        _ => e.into(),
+    })?;
+    let Some(id) = id else {
+        bail!("an organization {slug:?} already exists");
+    };
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn org(db: &Database, command: OrgCommand) -> anyhow::Result<()> {
+    match command {
+        OrgCommand::Create { slug, name, .. } => org_create(db, &slug, name.as_deref()).await,
+    }
+}
+
+pub async fn token(db: &Database, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            org, kind, name, ..
+        } => {
+            let kind = match kind {
+                KindArg::Ingest => TokenKind::Ingest,
+                KindArg::Read => TokenKind::Read,
+            };
+            token_create(db, &org, kind, &name).await
+        }
+        TokenCommand::List { org, .. } => token_list(db, &org).await,
+        TokenCommand::Revoke { org, id, .. } => token_revoke(db, &org, id).await,
+    }
+}
+
+async fn org_create(db: &Database, slug: &str, name: Option<&str>) -> anyhow::Result<()> {
+    let id = create_org(&db.tenant(), slug, name.unwrap_or(slug)).await?;
+    println!("created organization {slug} ({id})");
+    Ok(())
+}
+
+async fn token_create(db: &Database, org: &str, kind: TokenKind, name: &str) -> anyhow::Result<()> {
+    let tenant = db.tenant();
+    let org_id = org_id(&tenant, org).await?;
+    let mut tx = tenant.begin(TenantContext::org(org_id)).await?;
+    let token = tokens::create(tx.conn(), org_id, kind, name, None).await?;
+    tx.commit().await?;
+    println!(
+        "created {} token {name:?} ({}) for {org}; it is shown only this once:",
+        kind.as_str(),
+        token.id
+    );
+    println!("{}", token.secret);
+    Ok(())
+}
+
+async fn token_list(db: &Database, org: &str) -> anyhow::Result<()> {
+    let tenant = db.tenant();
+    let org_id = org_id(&tenant, org).await?;
+    let mut tx = tenant.begin(TenantContext::org(org_id)).await?;
+    let listed = tokens::list(tx.conn()).await?;
+    if listed.is_empty() {
+        println!("{org} has no API tokens");
+    }
+    for t in listed {
+        let state = match (t.revoked_at, t.last_used_at) {
+            (Some(at), _) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+            (None, Some(at)) => format!("last used {}", at.format("%Y-%m-%d %H:%M")),
+            (None, None) => "never used".to_string(),
+        };
+        println!(
+            "{}  {:<6}  {:<14}  {}  {state}",
+            t.id, t.kind, t.prefix, t.name
+        );
+    }
+    Ok(())
+}
+
+async fn token_revoke(db: &Database, org: &str, id: Uuid) -> anyhow::Result<()> {
+    let tenant = db.tenant();
+    let org_id = org_id(&tenant, org).await?;
+    let mut tx = tenant.begin(TenantContext::org(org_id)).await?;
+    if !tokens::revoke(tx.conn(), id).await? {
+        bail!("{org} has no token {id}; `fleetmon token list --org {org}` shows its tokens");
+    }
+    tx.commit().await?;
+    println!("revoked token {id}");
+    Ok(())
+}
