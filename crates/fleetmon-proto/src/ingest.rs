@@ -57,6 +57,51 @@ pub enum EventBody {
     Metrics(Metrics),
 }
 
+impl EventBody {
+    /// The event's `type`, as spelled on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MachineHeartbeat(_) => "machine.heartbeat",
+            Self::MachineStatus(_) => "machine.status",
+            Self::MachineShutdown(_) => "machine.shutdown",
+            Self::WorkerHeartbeat(_) => "worker.heartbeat",
+            Self::WorkerStatus(_) => "worker.status",
+            Self::JobSubmitted(_) => "job.submitted",
+            Self::JobQueued(_) => "job.queued",
+            Self::JobAssigned(_) => "job.assigned",
+            Self::JobStarted(_) => "job.started",
+            Self::JobProgress(_) => "job.progress",
+            Self::JobCompleted(_) => "job.completed",
+            Self::JobFailed(_) => "job.failed",
+            Self::JobRetried(_) => "job.retried",
+            Self::JobCancelled(_) => "job.cancelled",
+            Self::JobTimeout(_) => "job.timeout",
+            Self::Metrics(_) => "metrics",
+        }
+    }
+
+    /// The job a job event is about; `None` for machine, worker and metrics events.
+    pub fn job(&self) -> Option<&JobRef> {
+        match self {
+            Self::JobSubmitted(e) => Some(&e.job),
+            Self::JobProgress(e) => Some(&e.job),
+            Self::JobCompleted(e) => Some(&e.job),
+            Self::JobFailed(e) => Some(&e.job),
+            Self::JobCancelled(e) | Self::JobTimeout(e) => Some(&e.job),
+            Self::JobQueued(e)
+            | Self::JobAssigned(e)
+            | Self::JobStarted(e)
+            | Self::JobRetried(e) => Some(e),
+            Self::MachineHeartbeat(_)
+            | Self::MachineStatus(_)
+            | Self::MachineShutdown(_)
+            | Self::WorkerHeartbeat(_)
+            | Self::WorkerStatus(_)
+            | Self::Metrics(_) => None,
+        }
+    }
+}
+
 /// Every `type` the server accepts, in wire spelling.
 pub const EVENT_TYPES: &[&str] = &[
     "machine.heartbeat",
@@ -341,4 +386,60 @@ pub struct Rejection {
     pub index: u32,
     pub code: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_is_the_wire_type() {
+        let job = JobRef::new("j");
+        let ended = JobEnded {
+            job: job.clone(),
+            reason: None,
+        };
+        let bodies = [
+            EventBody::MachineStatus(MachineStatus {
+                machine_id: "m".into(),
+                status: MachineState::Ready,
+                message: None,
+            }),
+            EventBody::MachineShutdown(MachineShutdown {
+                machine_id: "m".into(),
+                reason: None,
+            }),
+            EventBody::WorkerStatus(WorkerStatus {
+                worker_id: "w".into(),
+                machine_id: None,
+                status: WorkerState::Idle,
+                message: None,
+            }),
+            EventBody::JobQueued(job.clone()),
+            EventBody::JobAssigned(job.clone()),
+            EventBody::JobStarted(job.clone()),
+            EventBody::JobRetried(job.clone()),
+            EventBody::JobCancelled(ended.clone()),
+            EventBody::JobTimeout(ended),
+            EventBody::JobProgress(JobProgress {
+                job: job.clone(),
+                progress: 1.0,
+                message: None,
+            }),
+            EventBody::Metrics(Metrics {
+                machine_id: "m".into(),
+                worker_id: None,
+                samples: vec![],
+            }),
+        ];
+        for body in bodies {
+            let wire = serde_json::to_value(&body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(body.kind(), wire);
+            assert!(EVENT_TYPES.contains(&body.kind()));
+            assert_eq!(body.job().is_some(), wire.starts_with("job."));
+        }
+    }
 }

@@ -6,4 +6,5 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod ingest;
+pub mod simulate;
 pub mod telemetry;

@@ -183,10 +183,14 @@ pub async fn authenticate(
              SELECT id, kind, revoked_at, last_used_at FROM api_tokens
              WHERE org_id = $1 AND token_hash = $2
          ), touched AS (
+             -- SKIP LOCKED: concurrent requests with the same token never wait on each other
+             -- for this bookkeeping (the row stays locked until the request commits).
              UPDATE api_tokens t SET last_used_at = now()
-             FROM found
-             WHERE t.org_id = $1 AND t.id = found.id AND found.revoked_at IS NULL
-               AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
+             WHERE t.org_id = $1 AND t.id IN (
+                 SELECT l.id FROM api_tokens l JOIN found ON l.id = found.id
+                 WHERE l.org_id = $1 AND found.revoked_at IS NULL
+                   AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
+                 FOR UPDATE OF l SKIP LOCKED)
          )
          SELECT id, kind, revoked_at IS NOT NULL FROM found",
     )

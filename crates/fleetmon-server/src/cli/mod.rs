@@ -1,6 +1,7 @@
 //! The `fleetmon` command line.
 
 mod admin;
+mod demo;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::config::{self, DatabaseArgs, FileConfig, GlobalArgs, IngestArgs, LogS
 use crate::db::{partitions, Database, SystemDb};
 use crate::http::{self, AppState};
 use crate::ingest::Limits;
+use crate::simulate;
 use crate::telemetry;
 
 /// How often `serve` makes sure the coming days' history partitions exist.
@@ -36,6 +38,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: migrates the database, then serves the API.
     Serve(ServeArgs),
+    /// Serve on the embedded default with a demo organization and a simulated fleet.
+    Demo(DemoArgs),
+    /// Drive a fleetmon's ingest API with a realistic simulated fleet.
+    Simulate(SimulateArgs),
     /// Apply pending schema migrations, then exit. Safe to run from several places at once.
     Migrate(MigrateArgs),
     /// Manage organizations.
@@ -128,6 +134,60 @@ pub struct ServeArgs {
     pub ingest: IngestArgs,
 }
 
+/// The shape of a simulated fleet.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulationArgs {
+    /// Machines in the fleet.
+    #[arg(long, default_value_t = 8)]
+    pub machines: usize,
+    /// Workers per machine (one per GPU).
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Jobs arriving per second, on average.
+    #[arg(long, default_value_t = 3.0)]
+    pub rate: f64,
+    /// Seed of every random choice: the same seed gives the same fleet.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl SimulationArgs {
+    fn shape(&self) -> simulate::FleetShape {
+        simulate::FleetShape {
+            machines: self.machines,
+            workers_per_machine: self.workers,
+            jobs_per_second: self.rate,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "FLEETMON_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub simulation: SimulationArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Base URL of the fleetmon to send to, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    pub url: String,
+    /// An ingest token of the organization to fill (`fleetmon token create --kind ingest`).
+    #[arg(long, env = "FLEETMON_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Stop after this long (90s, 15m, 2h) [default: until Ctrl-C]
+    #[arg(long, value_parser = simulate::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub simulation: SimulationArgs,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
     #[command(flatten)]
@@ -145,6 +205,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => serve(args, &file).await,
             Command::Migrate(args) => migrate(args, &file).await,
+            Command::Demo(args) => demo::demo(args, &file).await,
+            Command::Simulate(args) => {
+                let fleet = simulate::Fleet::new(args.simulation.shape());
+                let stats = simulate::run(
+                    fleet,
+                    &args.url,
+                    &args.token,
+                    args.duration,
+                    shutdown_signal(),
+                )
+                .await?;
+                if stats.accepted + stats.duplicates == 0 && stats.failed > 0 {
+                    anyhow::bail!(
+                        "no event was accepted; check --url and --token (the log above says why)"
+                    );
+                }
+                Ok(())
+            }
             Command::Org(command) => {
                 let db = open_migrated(command.db(), &file).await?;
                 let result = admin::org(&db, command).await;
@@ -192,25 +270,34 @@ async fn migrate(args: MigrateArgs, file: &FileConfig) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let listen = config::resolve_listen(args.listen, file);
     let ingest_limits = args.ingest.resolve(&file.ingest);
-    let db = Database::open(&args.db.resolve(file)).await?;
-    let result = serve_on(&db, listen, ingest_limits).await;
+    let db = open_migrated(&args.db, file).await?;
+    let result = async {
+        let listener = bind(listen).await?;
+        serve_on(&db, listener, ingest_limits, shutdown_signal()).await
+    }
+    .await;
     db.close().await;
     result
 }
 
-async fn serve_on(db: &Database, listen: SocketAddr, ingest_limits: Limits) -> anyhow::Result<()> {
-    let report = db.prepare_schema().await?;
-    tracing::info!(version = report.current_version, "database schema is ready");
-    let maintenance = tokio::spawn(maintain_partitions(db.system()));
-
+async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("could not listen on {listen}"))?;
-    let address = listener.local_addr()?;
-    tracing::info!("fleetmon is listening on http://{address}");
+        .with_context(|| format!("could not listen on {listen}; is another server using it? choose another with --listen"))?;
+    tracing::info!("fleetmon is listening on http://{}", listener.local_addr()?);
+    Ok(listener)
+}
 
+/// Serves until `shutdown`, keeping the coming days' partitions ready meanwhile.
+async fn serve_on(
+    db: &Database,
+    listener: TcpListener,
+    ingest_limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let maintenance = tokio::spawn(maintain_partitions(db.system()));
     let router = http::router(AppState::new(db.tenant(), ingest_limits));
-    let served = http::serve(listener, router, shutdown_signal()).await;
+    let served = http::serve(listener, router, shutdown).await;
     maintenance.abort();
     tracing::info!("fleetmon stopped serving");
     served.context("the HTTP server failed")

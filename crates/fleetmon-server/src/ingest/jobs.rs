@@ -24,24 +24,10 @@ pub struct JobEvent {
 pub type Key = (i32, i16, DateTime<Utc>, Uuid);
 
 impl JobEvent {
-    /// `Some` for the job event types.
-    pub fn job(&self) -> Option<&JobRef> {
-        match &self.body {
-            EventBody::JobSubmitted(e) => Some(&e.job),
-            EventBody::JobProgress(e) => Some(&e.job),
-            EventBody::JobCompleted(e) => Some(&e.job),
-            EventBody::JobFailed(e) => Some(&e.job),
-            EventBody::JobCancelled(e) | EventBody::JobTimeout(e) => Some(&e.job),
-            EventBody::JobQueued(e)
-            | EventBody::JobAssigned(e)
-            | EventBody::JobStarted(e)
-            | EventBody::JobRetried(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn job_ref(&self) -> &JobRef {
-        self.job().expect("only job events are folded into jobs")
+    pub fn job_ref(&self) -> &JobRef {
+        self.body
+            .job()
+            .expect("only job events are folded into jobs")
     }
 
     /// Status this event puts the job in, and its rank.

@@ -36,17 +36,6 @@ fn fleet_ids(body: &EventBody) -> (Option<&str>, Option<&str>) {
     }
 }
 
-fn kind_of(body: &EventBody) -> String {
-    match serde_json::to_value(body) {
-        Ok(Value::Object(map)) => map
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        _ => String::new(),
-    }
-}
-
 /// Stores `events` for `org_id`. Events of the batch that repeat an earlier id (in this batch or
 /// before) are duplicates and change nothing.
 pub async fn store(
@@ -57,15 +46,7 @@ pub async fn store(
     let mut seen = HashSet::new();
     let unique: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id)).collect();
     let (job_events, fleet_events): (Vec<&Event>, Vec<&Event>) =
-        unique.into_iter().partition(|e| {
-            JobEvent {
-                event_id: e.id,
-                at: e.at,
-                body: e.body.clone(),
-            }
-            .job()
-            .is_some()
-        });
+        unique.into_iter().partition(|e| e.body.job().is_some());
 
     let new_job_ids = insert_job_events(conn, org_id, &job_events).await?;
     let new_fleet_ids = insert_fleet_events(conn, org_id, &fleet_events).await?;
@@ -120,15 +101,10 @@ async fn insert_job_events(
     let mut machines = Vec::new();
     let mut data = Vec::new();
     for event in events {
-        let job_event = JobEvent {
-            event_id: event.id,
-            at: event.at,
-            body: event.body.clone(),
-        };
-        let job = job_event.job().expect("job event");
+        let job = event.body.job().expect("job event");
         ids.push(event.id);
         job_ids.push(job.job_id.clone());
-        kinds.push(kind_of(&event.body));
+        kinds.push(event.body.kind());
         attempts.push(job.attempt as i32);
         ats.push(event.at);
         workers.push(job.worker_id.clone());
@@ -175,7 +151,7 @@ async fn insert_fleet_events(
     for event in events {
         let (machine, worker) = fleet_ids(&event.body);
         ids.push(event.id);
-        kinds.push(kind_of(&event.body));
+        kinds.push(event.body.kind());
         ats.push(event.at);
         machines.push(machine.map(str::to_string));
         workers.push(worker.map(str::to_string));
@@ -263,7 +239,7 @@ async fn project_jobs(
     let mut by_job: BTreeMap<String, Vec<JobEvent>> = BTreeMap::new();
     for event in events {
         by_job
-            .entry(event.job().expect("job event").job_id.clone())
+            .entry(event.job_ref().job_id.clone())
             .or_default()
             .push(event);
     }

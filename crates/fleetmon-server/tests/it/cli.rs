@@ -212,8 +212,13 @@ struct Served {
 }
 
 fn serve_embedded(data_dir: &Path) -> Served {
+    spawn_listening(&["serve", "--listen", "127.0.0.1:0"], data_dir)
+}
+
+/// Runs `fleetmon ARGS` on the embedded default in `data_dir` until it logs where it listens.
+fn spawn_listening(args: &[&str], data_dir: &Path) -> Served {
     let mut child = fleetmon()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env("FLEETMON_DATA_DIR", data_dir)
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -354,4 +359,75 @@ fn orgs_and_tokens_from_the_command_line() {
         .args(["token", "list", "--org", "nope"])
         .env("DATABASE_URL", &url)));
     assert!(line.contains("no organization \"nope\""), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_brings_up_a_living_fleet_in_one_command() {
+    let data_dir = scratch_dir("demo");
+    let served = spawn_listening(
+        &[
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--machines",
+            "3",
+            "--workers",
+            "2",
+        ],
+        &data_dir,
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", served.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    kill(Pid::from_raw(served.child.id() as i32), Signal::SIGINT).unwrap();
+    let Served { mut child, log, .. } = served;
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<String> = log.try_iter().collect();
+    let report = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("simulated "))
+        .expect("a final simulator report");
+    assert!(report.contains("rejected 0 failed 0 dropped 0"), "{report}");
+
+    // What the fleet reported is in the database.
+    let server = tokio::task::spawn_blocking(move || {
+        fleetmon_server::db::EmbeddedPostgres::start(&data_dir).unwrap()
+    })
+    .await
+    .unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_with(server.connect_options())
+        .await
+        .unwrap();
+    let tenant = fleetmon_server::db::TenantDb::new(pool.clone());
+    let mut tx = tenant
+        .begin(fleetmon_server::db::TenantContext::none())
+        .await
+        .unwrap();
+    let org: uuid::Uuid = query_scalar("SELECT id FROM organizations WHERE slug = 'demo'")
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+    drop(tx);
+    let mut tx = tenant
+        .begin(fleetmon_server::db::TenantContext::org(org))
+        .await
+        .unwrap();
+    let (machines, workers, jobs): (i64, i64, i64) = fleetmon_server::db::sql::query_as(
+        "SELECT (SELECT count(*) FROM machines), (SELECT count(*) FROM workers), (SELECT count(*) FROM jobs)",
+    )
+    .fetch_one(tx.conn())
+    .await
+    .unwrap();
+    drop(tx);
+    pool.close().await;
+    server.stop().unwrap();
+    assert_eq!((machines, workers), (3, 6));
+    assert!(jobs > 0, "jobs arrived");
 }
