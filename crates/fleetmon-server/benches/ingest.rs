@@ -48,6 +48,16 @@ fn generate(count: usize) -> Vec<Event> {
     events
 }
 
+/// The server under test dies with the benchmark, even when it panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn rss_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -169,13 +179,15 @@ async fn main() {
         .unwrap()
         .port();
     let url = server.connect_options().to_url_lossy().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetmon"))
+    let child = Command::new(env!("CARGO_BIN_EXE_fleetmon"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &url)
-        .env("FLEETMON_LOG", "warn")
+        .env("FLEETMON_LOG", "error")
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let child = KillOnDrop(child);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     while http
@@ -192,12 +204,12 @@ async fn main() {
         "ingesting {} batches of {BATCH} with {clients} concurrent clients…",
         bodies.len()
     );
-    let rss_start = rss_kib(child.id(), "VmRSS:");
+    let rss_start = rss_kib(child.0.id(), "VmRSS:");
     let bodies = std::sync::Arc::new(bodies);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let sampler = {
-        let pid = child.id();
+        let pid = child.0.id();
         tokio::spawn(async move {
             let mut samples = Vec::new();
             loop {
@@ -233,8 +245,10 @@ async fn main() {
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(response.status(), 200);
-                let answer: IngestResponse = response.json().await.unwrap();
+                let status = response.status();
+                let text = response.text().await.unwrap();
+                assert_eq!(status, 200, "{text}");
+                let answer: IngestResponse = serde_json::from_str(&text).unwrap();
                 assert!(answer.rejected.is_empty(), "{:?}", answer.rejected.first());
                 accepted += u64::from(answer.accepted);
             }
@@ -246,10 +260,9 @@ async fn main() {
     }
     let http_elapsed = started.elapsed();
     sampler.abort();
-    let rss_end = rss_kib(child.id(), "VmRSS:");
-    let rss_peak = rss_kib(child.id(), "VmHWM:");
-    let _ = child.kill();
-    let _ = child.wait();
+    let rss_end = rss_kib(child.0.id(), "VmRSS:");
+    let rss_peak = rss_kib(child.0.id(), "VmHWM:");
+    drop(child);
 
     eprintln!("copying the same history rows with COPY…");
     let (jobs, fleet, samples) = copy_rows(orgs[1], &events);

@@ -12,8 +12,8 @@ use crate::auth::tokens::{self, TokenKind, TokenRejection};
 use crate::db::{DbError, TenantContext};
 use crate::ingest::{decode, store, Framing};
 
-/// Deadlocks and serialization failures between concurrent batches are retried this often.
-const ATTEMPTS: usize = 3;
+/// Deadlocks between concurrent batches touching the same jobs are retried this often.
+const ATTEMPTS: u64 = 5;
 
 pub async fn ingest(
     State(state): State<AppState>,
@@ -73,7 +73,7 @@ pub async fn ingest(
             Err(_) => return Err(invalid_token("the token is not valid")),
         }
         let result = async {
-            let stored = store::store(tx.conn(), org_id, &events).await?;
+            let stored = store::store(tx.conn(), org_id, &state.series, &events).await?;
             tx.commit().await?;
             Ok::<_, DbError>(stored)
         }
@@ -82,6 +82,12 @@ pub async fn ingest(
             Ok(stored) => break stored,
             Err(error) if attempt < ATTEMPTS && is_retryable(&error) => {
                 tracing::debug!(%error, attempt, "retrying an ingest batch after a conflict");
+                // Staggered, so that the batches that collided do not collide again.
+                let jitter = u64::from(std::process::id() ^ u32::from(org_id.as_bytes()[0])) % 7;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    attempt * 10 + jitter * attempt,
+                ))
+                .await;
             }
             Err(error) => return Err(error.into()),
         }

@@ -15,6 +15,7 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 
 use crate::db::TenantDb;
+use crate::ingest::series::SeriesCache;
 use crate::ingest::Limits;
 
 /// What handlers share. Deliberately holds only tenant access: request code cannot reach the
@@ -23,6 +24,7 @@ use crate::ingest::Limits;
 pub struct AppState {
     pub db: TenantDb,
     pub ingest_limits: std::sync::Arc<Limits>,
+    pub series: std::sync::Arc<SeriesCache>,
 }
 
 impl AppState {
@@ -30,6 +32,7 @@ impl AppState {
         Self {
             db,
             ingest_limits: std::sync::Arc::new(ingest_limits),
+            series: std::sync::Arc::default(),
         }
     }
 }

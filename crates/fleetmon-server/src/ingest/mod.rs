@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod fleet;
 pub mod jobs;
+pub mod series;
 pub mod store;
 
 pub use decode::{Framing, Limits};

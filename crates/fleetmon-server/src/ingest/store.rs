@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::fleet::FleetPatches;
 use super::jobs::{JobEvent, JobRow};
+use super::series::{SeriesCache, SeriesKey};
 use crate::db::sql::{query, query_as, query_scalar};
 use crate::db::DbError;
 
@@ -41,6 +42,7 @@ fn fleet_ids(body: &EventBody) -> (Option<&str>, Option<&str>) {
 pub async fn store(
     conn: &mut PgConnection,
     org_id: Uuid,
+    series: &SeriesCache,
     events: &[Event],
 ) -> Result<Stored, DbError> {
     let mut seen = HashSet::new();
@@ -76,7 +78,7 @@ pub async fn store(
     }
     upsert_machines(conn, org_id, &patches).await?;
     upsert_workers(conn, org_id, &patches).await?;
-    insert_samples(conn, org_id, &samples).await?;
+    insert_samples(conn, org_id, series, &samples).await?;
 
     Ok(Stored {
         accepted,
@@ -376,14 +378,17 @@ async fn update_jobs(
     if rows.is_empty() {
         return Ok(());
     }
+    // The rows exist and are locked by this transaction. An upsert finds each through the
+    // primary key whatever the planner thinks of the table's size (an UPDATE … FROM unnest may
+    // be planned as a hash join over the whole table).
     let assignments: Vec<String> = JOB_COLUMNS
         .split(", ")
         .filter(|c| *c != "id")
-        .map(|c| format!("{c} = u.{c}"))
+        .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     let sql = format!(
-        "UPDATE jobs j SET {}, updated_at = now() FROM {JOB_ARRAYS} AS u({JOB_COLUMNS})
-         WHERE j.org_id = $1 AND j.id = u.id",
+        "INSERT INTO jobs (org_id, {JOB_COLUMNS}) SELECT $1, * FROM {JOB_ARRAYS}
+         ON CONFLICT (org_id, id) DO UPDATE SET {}, updated_at = now()",
         assignments.join(", ")
     );
     bind_jobs(&sql, org_id, rows).execute(conn).await?;
@@ -526,61 +531,37 @@ async fn upsert_workers(
 async fn insert_samples(
     conn: &mut PgConnection,
     org_id: Uuid,
+    series: &SeriesCache,
     events: &[(DateTime<Utc>, &fleetmon_proto::ingest::Metrics)],
 ) -> Result<(), DbError> {
     if events.is_empty() {
         return Ok(());
     }
-    let (mut machines, mut workers, mut names, mut labels, mut ats, mut values) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
+    let mut keys = Vec::new();
+    let mut ats = Vec::new();
+    let mut values = Vec::new();
     for (at, metrics) in events {
         for sample in &metrics.samples {
-            machines.push(metrics.machine_id.clone());
-            workers.push(metrics.worker_id.clone().unwrap_or_default());
-            names.push(sample.name.clone());
-            labels.push(Json(
-                serde_json::to_value(&sample.labels).unwrap_or(Value::Null),
-            ));
+            keys.push(SeriesKey {
+                machine_id: metrics.machine_id.clone(),
+                worker_id: metrics.worker_id.clone().unwrap_or_default(),
+                name: sample.name.clone(),
+                labels: serde_json::to_string(&sample.labels).unwrap_or_default(),
+            });
             ats.push(sample.at.unwrap_or(*at));
             values.push(sample.value);
         }
     }
-    // Series are created on first sight; samples refer to them by id.
-    query(
-        "INSERT INTO metric_series (org_id, machine_id, worker_id, name, labels)
-         SELECT DISTINCT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[])
-         ORDER BY 2, 3, 4, 5
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(org_id)
-    .bind(&machines)
-    .bind(&workers)
-    .bind(&names)
-    .bind(&labels)
-    .execute(&mut *conn)
-    .await?;
+    let ids = series.resolve(conn, org_id, &keys).await?;
     query(
         "INSERT INTO metric_samples (org_id, series_id, at, value)
-         SELECT DISTINCT ON (s.id, u.at) $1, s.id, u.at, u.value
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::float8[])
-              AS u(machine_id, worker_id, name, labels, at, value)
-         JOIN metric_series s ON s.org_id = $1 AND s.machine_id = u.machine_id AND s.worker_id = u.worker_id
-                             AND s.name = u.name AND s.labels = u.labels
+         SELECT $1, * FROM unnest($2::int8[], $3::timestamptz[], $4::float8[])
          ON CONFLICT DO NOTHING",
     )
     .bind(org_id)
-    .bind(&machines)
-    .bind(&workers)
-    .bind(&names)
-    .bind(&labels)
-    .bind(&ats)
-    .bind(&values)
+    .bind(ids)
+    .bind(ats)
+    .bind(values)
     .execute(conn)
     .await?;
     Ok(())

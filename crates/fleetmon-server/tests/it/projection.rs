@@ -5,6 +5,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use fleetmon_proto::ingest::*;
 use fleetmon_server::db::sql::query_scalar;
 use fleetmon_server::db::{TenantContext, TenantDb};
+use fleetmon_server::ingest::series::SeriesCache;
 use fleetmon_server::ingest::store;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -296,7 +297,9 @@ async fn snapshot(db: &TenantDb, org: Uuid) -> Vec<String> {
 async fn ingest(db: &TenantDb, org: Uuid, batches: &[Vec<Event>]) {
     for batch in batches {
         let mut tx = db.begin(TenantContext::org(org)).await.unwrap();
-        store::store(tx.conn(), org, batch).await.unwrap();
+        store::store(tx.conn(), org, &SeriesCache::default(), batch)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
 }

@@ -1,0 +1,121 @@
+//! Metric series ids, remembered per process so that storing samples needs no lookup.
+//!
+//! A series `(org, machine, worker, name, labels)` gets its id once, when first seen, and keeps it:
+//! series rows are never updated, so a remembered id stays right on every replica. Whatever
+//! deletes series (retention) must call [`SeriesCache::clear`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::db::sql::{query, query_as};
+use crate::db::DbError;
+
+/// Forgetting everything at this size keeps memory bounded for fleets with churning labels.
+const MAX_ENTRIES: usize = 200_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    pub machine_id: String,
+    pub worker_id: String,
+    pub name: String,
+    /// The labels as canonical JSON text (keys sorted: they come from a `BTreeMap`).
+    pub labels: String,
+}
+
+#[derive(Debug, Default)]
+pub struct SeriesCache {
+    ids: Mutex<HashMap<(Uuid, SeriesKey), i64>>,
+}
+
+impl SeriesCache {
+    pub fn clear(&self) {
+        self.ids.lock().expect("series cache").clear();
+    }
+
+    /// The ids of `keys` (in order), creating the series that do not exist yet.
+    pub async fn resolve(
+        &self,
+        conn: &mut PgConnection,
+        org_id: Uuid,
+        keys: &[SeriesKey],
+    ) -> Result<Vec<i64>, DbError> {
+        let mut missing: Vec<&SeriesKey> = {
+            let ids = self.ids.lock().expect("series cache");
+            keys.iter()
+                .filter(|k| !ids.contains_key(&(org_id, (*k).clone())))
+                .collect()
+        };
+        missing.sort_by(|a, b| {
+            (&a.machine_id, &a.worker_id, &a.name, &a.labels).cmp(&(
+                &b.machine_id,
+                &b.worker_id,
+                &b.name,
+                &b.labels,
+            ))
+        });
+        missing.dedup();
+        if !missing.is_empty() {
+            let machines: Vec<&str> = missing.iter().map(|k| k.machine_id.as_str()).collect();
+            let workers: Vec<&str> = missing.iter().map(|k| k.worker_id.as_str()).collect();
+            let names: Vec<&str> = missing.iter().map(|k| k.name.as_str()).collect();
+            let labels: Vec<Json<Value>> = missing
+                .iter()
+                .map(|k| Json(serde_json::from_str(&k.labels).unwrap_or(Value::Null)))
+                .collect();
+            query(
+                "INSERT INTO metric_series (org_id, machine_id, worker_id, name, labels)
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(org_id)
+            .bind(&machines)
+            .bind(&workers)
+            .bind(&names)
+            .bind(&labels)
+            .execute(&mut *conn)
+            .await?;
+            let found: Vec<(i64, String, String, String, Json<Value>)> = query_as(
+                "SELECT s.id, s.machine_id, s.worker_id, s.name, s.labels
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) AS u(machine_id, worker_id, name, labels)
+                 JOIN metric_series s ON s.org_id = $1 AND s.machine_id = u.machine_id
+                      AND s.worker_id = u.worker_id AND s.name = u.name AND s.labels = u.labels",
+            )
+            .bind(org_id)
+            .bind(&machines)
+            .bind(&workers)
+            .bind(&names)
+            .bind(&labels)
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut ids = self.ids.lock().expect("series cache");
+            if ids.len() + found.len() > MAX_ENTRIES {
+                ids.clear();
+            }
+            for (id, machine_id, worker_id, name, Json(labels)) in found {
+                let key = SeriesKey {
+                    machine_id,
+                    worker_id,
+                    name,
+                    labels: labels.to_string(),
+                };
+                ids.insert((org_id, key), id);
+            }
+        }
+        let ids = self.ids.lock().expect("series cache");
+        keys.iter()
+            .map(|k| {
+                ids.get(&(org_id, k.clone())).copied().ok_or_else(|| {
+                    DbError::Sql(sqlx::Error::Protocol(format!(
+                        "metric series {} was not created",
+                        k.name
+                    )))
+                })
+            })
+            .collect()
+    }
+}
