@@ -43,7 +43,6 @@ impl TokenKind {
 }
 
 const SECRET_LEN: usize = 32;
-const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// Longest string worth hashing as a token; anything longer is refused unparsed.
 const MAX_TOKEN_LEN: usize = 128;
 
@@ -87,18 +86,7 @@ fn hash(token: &str) -> Vec<u8> {
 }
 
 fn random_secret() -> String {
-    // Rejection sampling keeps every base62 character equally likely.
-    let mut out = String::with_capacity(SECRET_LEN);
-    while out.len() < SECRET_LEN {
-        let mut bytes = [0u8; 64];
-        getrandom::fill(&mut bytes).expect("the operating system's random source");
-        for byte in bytes {
-            if byte < 248 && out.len() < SECRET_LEN {
-                out.push(BASE62[(byte % 62) as usize] as char);
-            }
-        }
-    }
-    out
+    super::random_base62(SECRET_LEN)
 }
 
 /// The org a token claims to belong to, if it is shaped like a token at all.

@@ -4,7 +4,10 @@
 use anyhow::{bail, Context};
 use uuid::Uuid;
 
-use super::{KindArg, OrgCommand, TokenCommand};
+use std::io::{BufRead, IsTerminal};
+
+use super::{KindArg, OrgCommand, TokenCommand, UserCommand};
+use crate::auth::local;
 use crate::auth::tokens::{self, TokenKind};
 use crate::db::sql::query_scalar;
 use crate::db::{Database, TenantContext, TenantDb};
@@ -119,5 +122,58 @@ async fn token_revoke(db: &Database, org: &str, id: Uuid) -> anyhow::Result<()> 
     }
     tx.commit().await?;
     println!("revoked token {id}");
+    Ok(())
+}
+
+/// The new account's password: prompted twice at a terminal, else one line of standard input.
+pub fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Password again: ")?;
+        if first != again {
+            bail!("the passwords differ; nothing was created");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("could not read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        bail!("no password on standard input; pipe one line, e.g. `echo \"$PASSWORD\" | fleetmon user create …`");
+    }
+    Ok(password)
+}
+
+pub async fn user(db: &Database, command: UserCommand, password: &str) -> anyhow::Result<()> {
+    let UserCommand::Create {
+        email,
+        name,
+        org,
+        role,
+        ..
+    } = command;
+    let tenant = db.tenant();
+    let org_id = match &org {
+        Some(slug) => Some(org_id(&tenant, slug).await?),
+        None => None,
+    };
+    let mut tx = tenant.begin(TenantContext::none()).await?;
+    let user_id = local::create_account(tx.conn(), &email, name.as_deref(), password).await?;
+    tx.commit().await?;
+    if let (Some(org_id), Some(role)) = (org_id, role) {
+        let mut tx = tenant.begin(TenantContext::org(org_id)).await?;
+        local::add_member(tx.conn(), org_id, user_id, role.as_str()).await?;
+        tx.commit().await?;
+    }
+    match (&org, role) {
+        (Some(slug), Some(role)) => println!(
+            "created user {email} ({user_id}), {} of {slug}",
+            role.as_str()
+        ),
+        _ => println!("created user {email} ({user_id})"),
+    }
     Ok(())
 }

@@ -1,10 +1,12 @@
-//! `fleetmon demo`: `serve` on the embedded default, plus a demo organization, an ingest token and
-//! a simulated fleet running in the same process, so a new user sees a living fleet at once.
+//! `fleetmon demo`: `serve` on the embedded default, plus a demo organization, its owner account
+//! (password printed once, on first start), an ingest token and a simulated fleet running in the
+//! same process, so a new user sees a living fleet at once.
 
 use tokio::sync::watch;
 
 use super::admin;
 use super::{bind, serve_on, shutdown_signal, DemoArgs, SimulationArgs};
+use crate::auth::local;
 use crate::auth::tokens::{self, TokenKind};
 use crate::config::{self, FileConfig};
 use crate::db::sql::query;
@@ -12,6 +14,7 @@ use crate::db::{Database, TenantContext};
 use crate::simulate;
 
 pub const DEMO_ORG: &str = "demo";
+const DEMO_ADMIN: &str = "admin@demo.fleetmon.local";
 const DEMO_TOKEN: &str = "demo simulator";
 
 pub async fn demo(args: DemoArgs, file: &FileConfig) -> anyhow::Result<()> {
@@ -42,6 +45,8 @@ async fn run(
     let token = tokens::create(tx.conn(), org_id, TokenKind::Ingest, DEMO_TOKEN, None).await?;
     tx.commit().await?;
 
+    let admin_password = ensure_admin(&tenant, org_id).await?;
+
     let listener = bind(listen).await?;
     let url = format!("http://{}", listener.local_addr()?);
     println!();
@@ -51,6 +56,14 @@ async fn run(
         "  simulated fleet: {} machines x {} workers, {} jobs/s (seed {})",
         simulation.machines, simulation.workers, simulation.rate, simulation.seed
     );
+    match &admin_password {
+        Some(password) => {
+            println!("  admin account:   {DEMO_ADMIN} / {password} (shown only this once)")
+        }
+        None => {
+            println!("  admin account:   {DEMO_ADMIN} (its password was shown when it was created)")
+        }
+    }
     println!(
         "  ingest token:    {} (for your own agents; shown once)",
         token.secret
@@ -81,6 +94,26 @@ async fn run(
     let server = serve_on(db, listener, args_limits(file), until(server_stopped));
     let (served, (), ()) = tokio::join!(server, simulator, signal);
     served
+}
+
+/// Creates the demo's owner account on first start; returns its password then, `None` after.
+async fn ensure_admin(
+    tenant: &crate::db::TenantDb,
+    org_id: uuid::Uuid,
+) -> anyhow::Result<Option<String>> {
+    let password = crate::auth::random_base62(16);
+    let mut tx = tenant.begin(TenantContext::none()).await?;
+    let user_id =
+        match local::create_account(tx.conn(), DEMO_ADMIN, Some("Demo admin"), &password).await {
+            Ok(id) => id,
+            Err(local::AccountError::Exists(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+    tx.commit().await?;
+    let mut tx = tenant.begin(TenantContext::org(org_id)).await?;
+    local::add_member(tx.conn(), org_id, user_id, "owner").await?;
+    tx.commit().await?;
+    Ok(Some(password))
 }
 
 /// Resolves once `flag` turns true.

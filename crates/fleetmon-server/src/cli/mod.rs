@@ -50,6 +50,57 @@ pub enum Command {
     /// Manage API tokens: `ingest` tokens for agents, `read` tokens for programs.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage built-in accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Viewer,
+    Member,
+    Admin,
+    Owner,
+}
+
+impl RoleArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Member => "member",
+            Self::Admin => "admin",
+            Self::Owner => "owner",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a built-in account. The password is asked for at the terminal, or read as one line
+    /// from standard input when that is not a terminal.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Make the user a member of this organization (by slug)...
+        #[arg(long, requires = "role")]
+        org: Option<String>,
+        /// ...with this role.
+        #[arg(long, value_enum, requires = "org")]
+        role: Option<RoleArg>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+impl UserCommand {
+    fn db(&self) -> &DatabaseArgs {
+        match self {
+            Self::Create { db, .. } => db,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +283,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Token(command) => {
                 let db = open_migrated(command.db(), &file).await?;
                 let result = admin::token(&db, command).await;
+                db.close().await;
+                result
+            }
+            Command::User(command) => {
+                // Ask before touching the database, so a mistyped password costs nothing.
+                let password = admin::read_password()?;
+                let db = open_migrated(command.db(), &file).await?;
+                let result = admin::user(&db, command, &password).await;
                 db.close().await;
                 result
             }

@@ -221,7 +221,7 @@ fn spawn_listening(args: &[&str], data_dir: &Path) -> Served {
         .args(args)
         .env("FLEETMON_DATA_DIR", data_dir)
         .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -250,6 +250,16 @@ fn spawn_listening(args: &[&str], data_dir: &Path) -> Served {
         seen.push(line);
     };
     Served { child, base, log }
+}
+
+/// Everything a finished child wrote to its standard output.
+fn stdout_of(child: &mut Child) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut text).unwrap();
+    }
+    text
 }
 
 fn postmaster_pid(data_dir: &Path) -> Option<Pid> {
@@ -394,6 +404,8 @@ async fn demo_brings_up_a_living_fleet_in_one_command() {
         .find(|l| l.contains("simulated "))
         .expect("a final simulator report");
     assert!(report.contains("rejected 0 failed 0 dropped 0"), "{report}");
+    let banner = stdout_of(&mut child);
+    assert!(banner.contains("admin account:   admin@demo.fleetmon.local / "), "{banner}");
 
     // What the fleet reported is in the database.
     let server = tokio::task::spawn_blocking(move || {
@@ -430,4 +442,91 @@ async fn demo_brings_up_a_living_fleet_in_one_command() {
     server.stop().unwrap();
     assert_eq!((machines, workers), (3, 6));
     assert!(jobs > 0, "jobs arrived");
+}
+
+/// Runs `fleetmon ARGS` with `input` on standard input.
+fn run_with_input(command: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that fails before reading its input closes the pipe early; that is fine.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_created_with_a_hashed_password_from_stdin() {
+    let name = TestDb::create_empty().await;
+    let url = url_for(&name);
+    let user = |args: &[&str], input: &str| {
+        let mut command = fleetmon();
+        command
+            .args(["user", "create"])
+            .args(args)
+            .env("DATABASE_URL", &url);
+        run_with_input(&mut command, input)
+    };
+    assert!(run(fleetmon()
+        .args(["org", "create", "acme"])
+        .env("DATABASE_URL", &url))
+    .status
+    .success());
+
+    let output = user(
+        &[
+            "--email",
+            "ada@example.com",
+            "--name",
+            "Ada",
+            "--org",
+            "acme",
+            "--role",
+            "admin",
+        ],
+        "a long passphrase\n",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("admin of acme"));
+
+    let line = error_line(&user(
+        &["--email", "ADA@example.com"],
+        "another long passphrase\n",
+    ));
+    assert!(line.contains("already exists"), "{line}");
+    let line = error_line(&user(&["--email", "bob@example.com"], "short\n"));
+    assert!(line.contains("at least 10 characters"), "{line}");
+    let line = error_line(&user(&["--email", "not-an-email"], "a long passphrase\n"));
+    assert!(line.contains("not an email address"), "{line}");
+    let line = error_line(&user(&["--email", "bob@example.com"], ""));
+    assert!(line.contains("no password on standard input"), "{line}");
+    let output = user(
+        &["--email", "bob@example.com", "--org", "acme"],
+        "a long passphrase\n",
+    );
+    assert!(
+        !output.status.success() && stderr(&output).contains("--role"),
+        "{}",
+        stderr(&output)
+    );
+
+    let pool = cluster().owner_pool(&name, 1).await;
+    let (hash, role): (String, String) = fleetmon_server::db::sql::query_as(
+        "SELECT a.password_hash, m.role FROM local_accounts a JOIN memberships m ON m.user_id = a.user_id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        hash.starts_with("$argon2id$"),
+        "stored as an argon2id hash, never in clear"
+    );
+    assert!(fleetmon_server::auth::password::verify(
+        "a long passphrase",
+        &hash
+    ));
+    assert_eq!(role, "admin");
 }
