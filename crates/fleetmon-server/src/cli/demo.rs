@@ -5,7 +5,8 @@
 use tokio::sync::watch;
 
 use super::admin;
-use super::{bind, serve_on, shutdown_signal, DemoArgs, SimulationArgs};
+use super::serve::{bind, serve_on, shutdown_signal};
+use super::{DemoArgs, SimulationArgs};
 use crate::auth::local;
 use crate::auth::tokens::{self, TokenKind};
 use crate::config::{self, FileConfig};

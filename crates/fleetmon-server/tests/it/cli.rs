@@ -405,7 +405,10 @@ async fn demo_brings_up_a_living_fleet_in_one_command() {
         .expect("a final simulator report");
     assert!(report.contains("rejected 0 failed 0 dropped 0"), "{report}");
     let banner = stdout_of(&mut child);
-    assert!(banner.contains("admin account:   admin@demo.fleetmon.local / "), "{banner}");
+    assert!(
+        banner.contains("admin account:   admin@demo.fleetmon.local / "),
+        "{banner}"
+    );
 
     // What the fleet reported is in the database.
     let server = tokio::task::spawn_blocking(move || {
