@@ -427,3 +427,59 @@ async fn the_races_resolve_as_a_person_would_expect() {
         ]
     );
 }
+
+/// Stores `batch`, retrying deadlocks with concurrent batches as the HTTP handler does.
+async fn ingest_retrying(db: &TenantDb, org: Uuid, batch: &[Event]) {
+    for attempt in 0..20u64 {
+        let mut tx = db.begin(TenantContext::org(org)).await.unwrap();
+        match store::store(tx.conn(), org, &SeriesCache::default(), batch).await {
+            Ok(_) => {
+                tx.commit().await.unwrap();
+                return;
+            }
+            Err(fleetmon_server::db::DbError::Sql(sqlx::Error::Database(e)))
+                if e.code().as_deref() == Some("40P01") =>
+            {
+                drop(tx);
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    panic!("a batch kept deadlocking");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_touching_the_same_jobs_converge_to_the_same_state() {
+    let db = TestDb::with_pool_size(8).await;
+    let tenant = db.tenant();
+    let events = scenario();
+    let reference = {
+        let org = fixtures::create_org(&tenant, "ref").await;
+        ingest(&tenant, org, std::slice::from_ref(&events)).await;
+        snapshot(&tenant, org).await
+    };
+    for round in 0..6usize {
+        let org = fixtures::create_org(&tenant, "conc").await;
+        // Deal the events (and a duplicate of every third one) round-robin into 6 batches that
+        // all run at once, so batches race to create and update the same jobs and workers.
+        let mut batches: Vec<Vec<Event>> = vec![Vec::new(); 6];
+        for (i, event) in events.iter().enumerate() {
+            batches[(i + round) % 6].push(event.clone());
+            if i % 3 == 0 {
+                batches[(i + round + 1) % 6].push(event.clone());
+            }
+        }
+        let tasks: Vec<_> = batches
+            .into_iter()
+            .map(|batch| {
+                let tenant = tenant.clone();
+                tokio::spawn(async move { ingest_retrying(&tenant, org, &batch).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(snapshot(&tenant, org).await, reference, "round {round}");
+    }
+}
