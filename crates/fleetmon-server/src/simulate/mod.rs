@@ -68,17 +68,18 @@ pub async fn run(
         }
     }
     // Deliver what is queued, but do not hang on a server that is gone.
-    if tokio::time::timeout(FINAL_FLUSH, client.flush())
+    let flushed = tokio::time::timeout(FINAL_FLUSH, client.flush())
         .await
-        .is_err()
-    {
+        .is_ok();
+    let stats = client.stats();
+    if flushed {
+        client.shutdown().await;
+    } else {
         tracing::warn!(
             "gave up delivering the last events after {}s",
             FINAL_FLUSH.as_secs()
         );
     }
-    let stats = client.stats();
-    let _ = tokio::time::timeout(FINAL_FLUSH, client.shutdown()).await;
     report(started.elapsed(), &fleet.tally, &stats);
     Ok(stats)
 }
