@@ -31,6 +31,10 @@ END
 $$;
 
 GRANT USAGE ON SCHEMA public TO fleetmon_app;
+-- PostgreSQL 14 still lets every role create objects in `public`; from 15 on it does not. Without
+-- CREATE, the runtime role can never plant an object that owner-run functions would resolve. (A
+-- no-op, with a warning, when the migrating user does not own the schema.)
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 -- The tenant the current transaction acts for, or NULL. Inlined by the planner; wrapped in
 -- `(SELECT …)` at each use so it is evaluated once per statement, not once per row.
@@ -367,7 +371,7 @@ BEGIN
     FOREACH parent IN ARRAY ARRAY['job_events', 'fleet_events', 'metric_samples'] LOOP
         day := first_day;
         WHILE day <= last_day LOOP
-            part := format('%s_p%s', parent, to_char(day, 'YYYYMMDD'));
+            part := format('%s_p%s', parent, pg_catalog.to_char(day::timestamp, 'YYYYMMDD'));
             IF to_regclass(part) IS NULL THEN
                 EXECUTE format(
                     'CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',

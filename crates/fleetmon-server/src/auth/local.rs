@@ -63,7 +63,13 @@ pub async fn create_account(
         .bind(password::hash(password))
         .execute(&mut *conn)
         .await
-        .map_err(DbError::from)?;
+        .map_err(|e| match &e {
+            // Created concurrently since the check above.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+                AccountError::Exists(email.to_string())
+            }
+            _ => AccountError::Db(e.into()),
+        })?;
     Ok(user_id)
 }
 

@@ -24,6 +24,8 @@ pub async fn ingest(
     let Some((_, org_id)) = tokens::parse_org(token) else {
         return Err(invalid_token("the token is not a fleetmon API token"));
     };
+    // Credentials first: nobody without a valid ingest token gets the body read and decoded.
+    authenticate(&state, org_id, token).await?;
     let framing = framing(&headers)?;
     let limits = &state.ingest_limits;
     let bytes =
@@ -56,22 +58,6 @@ pub async fn ingest(
     let stored = loop {
         attempt += 1;
         let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
-        match tokens::authenticate(tx.conn(), org_id, token).await? {
-            Ok(identity) if identity.kind == TokenKind::Ingest => {}
-            Ok(_) => {
-                return Err(ApiError::Forbidden {
-                    code: "wrong_token_kind",
-                    message: "this is a read token; ingest needs an ingest token".into(),
-                })
-            }
-            Err(TokenRejection::Revoked) => {
-                return Err(invalid_token_code(
-                    "revoked_token",
-                    "the token has been revoked",
-                ))
-            }
-            Err(_) => return Err(invalid_token("the token is not valid")),
-        }
         let result = async {
             let stored = store::store(tx.conn(), org_id, &state.series, &events).await?;
             tx.commit().await?;
@@ -79,24 +65,44 @@ pub async fn ingest(
         }
         .await;
         match result {
-            Ok(stored) => break stored,
+            Ok(stored) => {
+                state.series.remember(stored.series);
+                break (stored.accepted, stored.duplicates);
+            }
             Err(error) if attempt < ATTEMPTS && is_retryable(&error) => {
                 tracing::debug!(%error, attempt, "retrying an ingest batch after a conflict");
-                // Staggered, so that the batches that collided do not collide again.
-                let jitter = u64::from(std::process::id() ^ u32::from(org_id.as_bytes()[0])) % 7;
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    attempt * 10 + jitter * attempt,
-                ))
-                .await;
+                // Randomly staggered, so that the batches that collided do not collide again.
+                let mut byte = [0u8; 1];
+                let jitter = getrandom::fill(&mut byte).map_or(0, |()| u64::from(byte[0] % 20));
+                tokio::time::sleep(std::time::Duration::from_millis(attempt * (10 + jitter))).await;
             }
             Err(error) => return Err(error.into()),
         }
     };
     Ok(Json(IngestResponse {
-        accepted: stored.accepted,
-        duplicates: stored.duplicates,
+        accepted: stored.0,
+        duplicates: stored.1,
         rejected: decoded.rejected,
     }))
+}
+
+/// Checks that `token` is a live ingest token of `org_id`, in a short transaction of its own.
+async fn authenticate(state: &AppState, org_id: uuid::Uuid, token: &str) -> Result<(), ApiError> {
+    let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
+    let verdict = tokens::authenticate(tx.conn(), org_id, token).await?;
+    tx.commit().await?;
+    match verdict {
+        Ok(identity) if identity.kind == TokenKind::Ingest => Ok(()),
+        Ok(_) => Err(ApiError::Forbidden {
+            code: "wrong_token_kind",
+            message: "this is a read token; ingest needs an ingest token".into(),
+        }),
+        Err(TokenRejection::Revoked) => Err(invalid_token_code(
+            "revoked_token",
+            "the token has been revoked",
+        )),
+        Err(_) => Err(invalid_token("the token is not valid")),
+    }
 }
 
 fn is_retryable(error: &DbError) -> bool {

@@ -215,9 +215,17 @@ fn check(raw: &str, limits: &Limits, now: DateTime<Utc>) -> Checked {
         .with_timezone(&Utc);
     check_time(at, "at", limits, now)?;
 
-    let event: Event =
+    // Text columns and jsonb cannot hold NUL characters; JSON can only carry them escaped.
+    if raw.contains("\\u0000") {
+        return Err((
+            "bad_field",
+            "strings must not contain NUL characters (\\u0000)".to_string(),
+        ));
+    }
+    let mut event: Event =
         serde_json::from_str(raw).map_err(|e| ("bad_field", format!("{kind}: {e}")))?;
     check_body(&event.body, limits, now)?;
+    truncate_times(&mut event);
     Ok(event)
 }
 
@@ -261,94 +269,190 @@ fn check_time(
     Ok(())
 }
 
-/// Semantic checks the types cannot express: lengths, sizes, ranges.
-fn check_body(
-    body: &EventBody,
-    limits: &Limits,
-    now: DateTime<Utc>,
-) -> Result<(), (&'static str, String)> {
-    let field = |name: &str, value: &str| -> Result<(), (&'static str, String)> {
+/// Longest free text (messages, reasons, host details, GPU names), in bytes.
+const MAX_TEXT_LEN: usize = 4096;
+/// Most entries in a map or list of an event (labels, services, models, GPUs).
+const MAX_ENTRIES: usize = 64;
+/// Largest label set of one metric sample, as JSON: it is part of a unique index key.
+const MAX_SAMPLE_LABELS_BYTES: usize = 1024;
+/// Counts and durations beyond a century are mistakes, and would overflow time arithmetic.
+const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
+type Problem = (&'static str, String);
+
+/// The checks of one event's fields against the limits.
+struct Checker<'a> {
+    limits: &'a Limits,
+}
+
+impl Checker<'_> {
+    /// An identifier: required to be non-empty, at most `max_field_len`.
+    fn id(&self, name: &str, value: &str) -> Result<(), Problem> {
         if value.is_empty() {
             return Err(("bad_field", format!("`{name}` must not be empty")));
         }
-        if value.len() > limits.max_field_len {
+        self.len(name, value, self.limits.max_field_len)
+    }
+
+    fn id_opt(&self, name: &str, value: &Option<String>) -> Result<(), Problem> {
+        value.as_deref().map_or(Ok(()), |v| self.id(name, v))
+    }
+
+    fn text(&self, name: &str, value: &Option<String>) -> Result<(), Problem> {
+        value
+            .as_deref()
+            .map_or(Ok(()), |v| self.len(name, v, MAX_TEXT_LEN))
+    }
+
+    fn len(&self, name: &str, value: &str, limit: usize) -> Result<(), Problem> {
+        if value.len() > limit {
             return Err((
                 "field_too_long",
+                format!("`{name}` is {} bytes; the limit is {limit}", value.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn entries(&self, name: &str, count: usize) -> Result<(), Problem> {
+        if count > MAX_ENTRIES {
+            return Err((
+                "bad_field",
+                format!("`{name}` has {count} entries; the limit is {MAX_ENTRIES}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn labels<'v>(
+        &self,
+        name: &str,
+        labels: impl ExactSizeIterator<Item = (&'v String, &'v String)>,
+    ) -> Result<(), Problem> {
+        self.entries(name, labels.len())?;
+        for (key, value) in labels {
+            self.id(name, key)?;
+            self.len(name, value, self.limits.max_field_len)?;
+        }
+        Ok(())
+    }
+
+    fn json(&self, name: &str, value: &Option<serde_json::Value>) -> Result<(), Problem> {
+        let Some(value) = value else { return Ok(()) };
+        self.json_size(name, value.to_string().len())
+    }
+
+    fn json_size(&self, name: &str, size: usize) -> Result<(), Problem> {
+        if size > self.limits.max_payload_bytes {
+            return Err((
+                "payload_too_large",
                 format!(
-                    "`{name}` is {} bytes; the limit is {}",
-                    value.len(),
-                    limits.max_field_len
+                    "`{name}` is {size} bytes of JSON; the limit is {}",
+                    self.limits.max_payload_bytes
                 ),
             ));
         }
         Ok(())
-    };
-    let optional =
-        |name: &str, value: &Option<String>| value.as_deref().map_or(Ok(()), |v| field(name, v));
-    let payload =
-        |name: &str, value: &Option<serde_json::Value>| -> Result<(), (&'static str, String)> {
-            let Some(value) = value else { return Ok(()) };
-            let size = value.to_string().len();
-            if size > limits.max_payload_bytes {
-                return Err((
-                    "payload_too_large",
-                    format!(
-                        "`{name}` is {size} bytes of JSON; the limit is {}",
-                        limits.max_payload_bytes
-                    ),
-                ));
+    }
+
+    fn seconds(&self, name: &str, value: Option<u64>, per_second: u64) -> Result<(), Problem> {
+        match value {
+            Some(v) if v / per_second > MAX_SECONDS => {
+                Err(("bad_field", format!("`{name}` {v} is out of range")))
             }
-            Ok(())
-        };
-    let job = |job: &fleetmon_proto::ingest::JobRef| -> Result<(), (&'static str, String)> {
-        field("job_id", &job.job_id)?;
-        optional("worker_id", &job.worker_id)?;
-        optional("machine_id", &job.machine_id)?;
-        if job.attempt == 0 {
-            return Err(("bad_field", "`attempt` starts at 1".into()));
+            _ => Ok(()),
+        }
+    }
+
+    fn job(&self, job: &fleetmon_proto::ingest::JobRef) -> Result<(), Problem> {
+        self.id("job_id", &job.job_id)?;
+        self.id_opt("worker_id", &job.worker_id)?;
+        self.id_opt("machine_id", &job.machine_id)?;
+        if job.attempt == 0 || job.attempt > i32::MAX as u32 {
+            return Err((
+                "bad_field",
+                format!("`attempt` must be between 1 and {}", i32::MAX),
+            ));
         }
         Ok(())
-    };
+    }
+}
+
+/// Semantic checks the types cannot express: lengths, sizes, ranges.
+fn check_body(body: &EventBody, limits: &Limits, now: DateTime<Utc>) -> Result<(), Problem> {
+    let c = Checker { limits };
     match body {
         EventBody::MachineHeartbeat(e) => {
-            field("machine_id", &e.machine_id)?;
+            c.id("machine_id", &e.machine_id)?;
             if let Some(host) = &e.host {
-                optional("host.hostname", &host.hostname)?;
+                c.id_opt("host.hostname", &host.hostname)?;
+                c.text("host.os", &host.os)?;
+                c.text("host.ip", &host.ip)?;
             }
-            if e.gpus.as_ref().is_some_and(|g| g.len() > 64) {
-                return Err(("bad_field", "a machine reports at most 64 GPUs".into()));
+            if let Some(gpus) = &e.gpus {
+                c.entries("gpus", gpus.len())?;
+                for gpu in gpus {
+                    c.text("gpus[].name", &gpu.name)?;
+                }
             }
+            if let Some(labels) = &e.labels {
+                c.labels("labels", labels.iter())?;
+            }
+            c.seconds("uptime_s", e.uptime_s, 1)?;
         }
-        EventBody::MachineStatus(e) => field("machine_id", &e.machine_id)?,
-        EventBody::MachineShutdown(e) => field("machine_id", &e.machine_id)?,
+        EventBody::MachineStatus(e) => {
+            c.id("machine_id", &e.machine_id)?;
+            c.text("message", &e.message)?;
+        }
+        EventBody::MachineShutdown(e) => {
+            c.id("machine_id", &e.machine_id)?;
+            c.text("reason", &e.reason)?;
+        }
         EventBody::WorkerHeartbeat(e) => {
-            field("worker_id", &e.worker_id)?;
-            field("machine_id", &e.machine_id)?;
-            optional("current_job_id", &e.current_job_id)?;
-            optional("version", &e.version)?;
+            c.id("worker_id", &e.worker_id)?;
+            c.id("machine_id", &e.machine_id)?;
+            c.id_opt("current_job_id", &e.current_job_id)?;
+            c.id_opt("version", &e.version)?;
+            if let Some(caps) = &e.capabilities {
+                c.entries("capabilities.services", caps.services.len())?;
+                c.entries("capabilities.models", caps.models.len())?;
+                for name in caps.services.iter().chain(&caps.models) {
+                    c.id("capabilities", name)?;
+                }
+            }
+            if let Some(services) = &e.services {
+                c.entries("services", services.len())?;
+                for name in services.keys() {
+                    c.id("services", name)?;
+                }
+            }
         }
         EventBody::WorkerStatus(e) => {
-            field("worker_id", &e.worker_id)?;
-            optional("machine_id", &e.machine_id)?;
+            c.id("worker_id", &e.worker_id)?;
+            c.id_opt("machine_id", &e.machine_id)?;
+            c.text("message", &e.message)?;
         }
         EventBody::JobSubmitted(e) => {
-            job(&e.job)?;
-            for (name, value) in [
-                ("workflow_id", &e.workflow_id),
-                ("name", &e.name),
-                ("job_type", &e.job_type),
-                ("customer_id", &e.customer_id),
-            ] {
-                optional(name, value)?;
+            c.job(&e.job)?;
+            c.id_opt("workflow_id", &e.workflow_id)?;
+            c.id_opt("name", &e.name)?;
+            c.id_opt("job_type", &e.job_type)?;
+            c.id_opt("customer_id", &e.customer_id)?;
+            if e.max_retries.is_some_and(|n| n > i32::MAX as u32) {
+                return Err((
+                    "bad_field",
+                    format!("`max_retries` must be at most {}", i32::MAX),
+                ));
             }
-            payload("payload", &e.payload)?;
+            c.json("payload", &e.payload)?;
         }
         EventBody::JobQueued(e)
         | EventBody::JobAssigned(e)
         | EventBody::JobStarted(e)
-        | EventBody::JobRetried(e) => job(e)?,
+        | EventBody::JobRetried(e) => c.job(e)?,
         EventBody::JobProgress(e) => {
-            job(&e.job)?;
+            c.job(&e.job)?;
+            c.text("message", &e.message)?;
             if !(0.0..=100.0).contains(&e.progress) {
                 return Err((
                     "bad_field",
@@ -357,26 +461,24 @@ fn check_body(
             }
         }
         EventBody::JobCompleted(e) => {
-            job(&e.job)?;
-            payload("result", &e.result)?;
+            c.job(&e.job)?;
+            c.json("result", &e.result)?;
+            c.seconds("duration_ms", e.duration_ms, 1000)?;
         }
         EventBody::JobFailed(e) => {
-            job(&e.job)?;
-            let size = serde_json::to_string(&e.error).map_or(0, |s| s.len());
-            if size > limits.max_payload_bytes {
-                return Err((
-                    "payload_too_large",
-                    format!(
-                        "`error` is {size} bytes of JSON; the limit is {}",
-                        limits.max_payload_bytes
-                    ),
-                ));
-            }
+            c.job(&e.job)?;
+            c.json_size(
+                "error",
+                serde_json::to_string(&e.error).map_or(0, |s| s.len()),
+            )?;
         }
-        EventBody::JobCancelled(e) | EventBody::JobTimeout(e) => job(&e.job)?,
+        EventBody::JobCancelled(e) | EventBody::JobTimeout(e) => {
+            c.job(&e.job)?;
+            c.text("reason", &e.reason)?;
+        }
         EventBody::Metrics(e) => {
-            field("machine_id", &e.machine_id)?;
-            optional("worker_id", &e.worker_id)?;
+            c.id("machine_id", &e.machine_id)?;
+            c.id_opt("worker_id", &e.worker_id)?;
             if e.samples.len() > limits.max_samples {
                 return Err((
                     "too_many_samples",
@@ -388,7 +490,12 @@ fn check_body(
                 ));
             }
             for sample in &e.samples {
-                field("samples[].name", &sample.name)?;
+                c.id("samples[].name", &sample.name)?;
+                c.labels("samples[].labels", sample.labels.iter())?;
+                let size = serde_json::to_string(&sample.labels).map_or(0, |s| s.len());
+                if size > MAX_SAMPLE_LABELS_BYTES {
+                    return Err(("field_too_long", format!("sample {:?} has {size} bytes of labels; the limit is {MAX_SAMPLE_LABELS_BYTES}", sample.name)));
+                }
                 if !sample.value.is_finite() {
                     return Err((
                         "bad_field",
@@ -402,6 +509,25 @@ fn check_body(
         }
     }
     Ok(())
+}
+
+/// PostgreSQL keeps microseconds; so must every comparison of times, or the order of two events
+/// less than a microsecond apart would depend on whether they were compared before or after
+/// being stored.
+fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    at.with_nanosecond(at.nanosecond() / 1000 * 1000)
+        .unwrap_or(at)
+}
+
+/// Truncates every time in `event` to microseconds.
+fn truncate_times(event: &mut Event) {
+    event.at = to_micros(event.at);
+    if let EventBody::Metrics(m) = &mut event.body {
+        for sample in &mut m.samples {
+            sample.at = sample.at.map(to_micros);
+        }
+    }
 }
 
 /// The deepest nesting of arrays and objects in a JSON text, without parsing it.

@@ -98,7 +98,9 @@ impl FleetPatches {
                     gpus: json(&e.gpus.clone().unwrap_or_default()),
                     labels: json(&e.labels.clone().unwrap_or_default()),
                     uptime_s: e.uptime_s.map(|u| u as i64),
-                    started_at: e.uptime_s.map(|u| at - Duration::seconds(u as i64)),
+                    started_at: e.uptime_s.and_then(|u| {
+                        at.checked_sub_signed(Duration::try_seconds(i64::try_from(u).ok()?)?)
+                    }),
                 };
                 self.machine(
                     &e.machine_id,

@@ -193,6 +193,7 @@ impl JobRow {
             EventBody::JobCompleted(e) => {
                 self.finished_at = Some(event.at);
                 self.progress = Some(100.0);
+                self.error = None;
                 set(&mut self.result, &e.result);
                 self.duration_ms = e
                     .duration_ms
@@ -201,6 +202,7 @@ impl JobRow {
             }
             EventBody::JobFailed(e) => {
                 self.finished_at = Some(event.at);
+                self.result = None;
                 self.duration_ms = self.elapsed_ms(event.at);
                 let mut error = serde_json::to_value(&e.error).unwrap_or(Value::Null);
                 error["will_retry"] = Value::Bool(e.will_retry);
@@ -208,6 +210,7 @@ impl JobRow {
             }
             EventBody::JobCancelled(e) | EventBody::JobTimeout(e) => {
                 self.finished_at = Some(event.at);
+                self.result = None;
                 self.duration_ms = self.elapsed_ms(event.at);
                 self.error = Some(json!({"type": status, "reason": e.reason}));
             }

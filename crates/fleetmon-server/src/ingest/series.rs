@@ -1,8 +1,10 @@
 //! Metric series ids, remembered per process so that storing samples needs no lookup.
 //!
 //! A series `(org, machine, worker, name, labels)` gets its id once, when first seen, and keeps it:
-//! series rows are never updated, so a remembered id stays right on every replica. Whatever
-//! deletes series (retention) must call [`SeriesCache::clear`].
+//! series rows are never updated, so a remembered id stays right on every replica. Ids learned in
+//! a transaction are remembered only after it commits ([`SeriesCache::remember`]), so a rolled-back
+//! series is never taken for an existing one. Whatever deletes series (retention) must call
+//! [`SeriesCache::clear`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -37,19 +39,27 @@ impl SeriesCache {
         self.ids.lock().expect("series cache").clear();
     }
 
-    /// The ids of `keys` (in order), creating the series that do not exist yet.
+    /// The ids of `keys` (in order), creating the series that do not exist yet, and the ids this
+    /// transaction looked up, for [`SeriesCache::remember`] once it has committed.
     pub async fn resolve(
         &self,
         conn: &mut PgConnection,
         org_id: Uuid,
         keys: &[SeriesKey],
-    ) -> Result<Vec<i64>, DbError> {
-        let mut missing: Vec<&SeriesKey> = {
+    ) -> Result<(Vec<i64>, Learned), DbError> {
+        let mut known: HashMap<SeriesKey, i64> = HashMap::new();
+        let mut missing: Vec<&SeriesKey> = Vec::new();
+        {
             let ids = self.ids.lock().expect("series cache");
-            keys.iter()
-                .filter(|k| !ids.contains_key(&(org_id, (*k).clone())))
-                .collect()
-        };
+            for key in keys {
+                match ids.get(&(org_id, key.clone())) {
+                    Some(id) => {
+                        known.insert(key.clone(), *id);
+                    }
+                    None => missing.push(key),
+                }
+            }
+        }
         missing.sort_by(|a, b| {
             (&a.machine_id, &a.worker_id, &a.name, &a.labels).cmp(&(
                 &b.machine_id,
@@ -59,6 +69,7 @@ impl SeriesCache {
             ))
         });
         missing.dedup();
+        let mut learned = Vec::new();
         if !missing.is_empty() {
             let machines: Vec<&str> = missing.iter().map(|k| k.machine_id.as_str()).collect();
             let workers: Vec<&str> = missing.iter().map(|k| k.worker_id.as_str()).collect();
@@ -92,10 +103,6 @@ impl SeriesCache {
             .bind(&labels)
             .fetch_all(&mut *conn)
             .await?;
-            let mut ids = self.ids.lock().expect("series cache");
-            if ids.len() + found.len() > MAX_ENTRIES {
-                ids.clear();
-            }
             for (id, machine_id, worker_id, name, Json(labels)) in found {
                 let key = SeriesKey {
                     machine_id,
@@ -103,19 +110,48 @@ impl SeriesCache {
                     name,
                     labels: labels.to_string(),
                 };
-                ids.insert((org_id, key), id);
+                known.insert(key.clone(), id);
+                learned.push((key, id));
             }
         }
-        let ids = self.ids.lock().expect("series cache");
-        keys.iter()
+        let ids = keys
+            .iter()
             .map(|k| {
-                ids.get(&(org_id, k.clone())).copied().ok_or_else(|| {
+                known.get(k).copied().ok_or_else(|| {
                     DbError::Sql(sqlx::Error::Protocol(format!(
                         "metric series {} was not created",
                         k.name
                     )))
                 })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok((
+            ids,
+            Learned {
+                org_id,
+                ids: learned,
+            },
+        ))
     }
+
+    /// Remembers the ids a committed transaction learned.
+    pub fn remember(&self, learned: Learned) {
+        if learned.ids.is_empty() {
+            return;
+        }
+        let mut ids = self.ids.lock().expect("series cache");
+        if ids.len() + learned.ids.len() > MAX_ENTRIES {
+            ids.clear();
+        }
+        for (key, id) in learned.ids {
+            ids.insert((learned.org_id, key), id);
+        }
+    }
+}
+
+/// Series ids looked up by a transaction, to remember once it commits.
+#[derive(Debug, Default)]
+pub struct Learned {
+    org_id: Uuid,
+    ids: Vec<(SeriesKey, i64)>,
 }

@@ -13,15 +13,16 @@ use uuid::Uuid;
 
 use super::fleet::FleetPatches;
 use super::jobs::{JobEvent, JobRow};
-use super::series::{SeriesCache, SeriesKey};
+use super::series::{Learned, SeriesCache, SeriesKey};
 use crate::db::sql::{query, query_as, query_scalar};
 use crate::db::DbError;
 
-/// How many events of a batch were new.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// How many events of a batch were new, and the metric series ids to remember after commit.
+#[derive(Debug, Default)]
 pub struct Stored {
     pub accepted: u32,
     pub duplicates: u32,
+    pub series: Learned,
 }
 
 /// The machine or worker an event is about, for the history row.
@@ -78,11 +79,12 @@ pub async fn store(
     }
     upsert_machines(conn, org_id, &patches).await?;
     upsert_workers(conn, org_id, &patches).await?;
-    insert_samples(conn, org_id, series, &samples).await?;
+    let series = insert_samples(conn, org_id, series, &samples).await?;
 
     Ok(Stored {
         accepted,
         duplicates: events.len() as u32 - accepted,
+        series,
     })
 }
 
@@ -533,9 +535,9 @@ async fn insert_samples(
     org_id: Uuid,
     series: &SeriesCache,
     events: &[(DateTime<Utc>, &fleetmon_proto::ingest::Metrics)],
-) -> Result<(), DbError> {
+) -> Result<Learned, DbError> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Learned::default());
     }
     let mut keys = Vec::new();
     let mut ats = Vec::new();
@@ -552,7 +554,7 @@ async fn insert_samples(
             values.push(sample.value);
         }
     }
-    let ids = series.resolve(conn, org_id, &keys).await?;
+    let (ids, learned) = series.resolve(conn, org_id, &keys).await?;
     query(
         "INSERT INTO metric_samples (org_id, series_id, at, value)
          SELECT $1, * FROM unnest($2::int8[], $3::timestamptz[], $4::float8[])
@@ -564,5 +566,5 @@ async fn insert_samples(
     .bind(values)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(learned)
 }

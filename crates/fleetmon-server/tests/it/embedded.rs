@@ -106,7 +106,19 @@ async fn first_start_restart_crash_recovery_and_stale_lock() {
         dir.join("postgres/postmaster.pid").exists(),
         "SIGKILL leaves postmaster.pid behind"
     );
+    // Someone's shell or editor in the data directory is not taken for a leftover server.
+    let mut bystander = Command::new("sleep")
+        .arg("60")
+        .current_dir(dir.join("postgres"))
+        .spawn()
+        .unwrap();
     let server = start(&dir);
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "an unrelated process in the data directory survives"
+    );
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
     assert_eq!(
         count_rows(&server).await,
         2,

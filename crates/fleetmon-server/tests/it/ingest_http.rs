@@ -343,6 +343,36 @@ async fn bad_events_are_rejected_one_by_one_and_good_ones_kept() {
             "too_deep",
         ),
         (json!("just a string"), "not_an_object"),
+        (
+            json!({"id": Uuid::new_v4(), "type": "machine.heartbeat", "at": now, "machine_id": "m\u{0}"}),
+            "bad_field",
+        ),
+        (
+            json!({"id": Uuid::new_v4(), "type": "job.submitted", "at": now, "job_id": "j", "payload": {"k": "a\u{0}b"}}),
+            "bad_field",
+        ),
+        (
+            json!({"id": Uuid::new_v4(), "type": "job.started", "at": now, "job_id": "j", "attempt": 3_000_000_000u64}),
+            "bad_field",
+        ),
+        (
+            json!({"id": Uuid::new_v4(), "type": "machine.heartbeat", "at": now, "machine_id": "m", "uptime_s": 9_300_000_000_000_000u64}),
+            "bad_field",
+        ),
+        (
+            json!({"id": Uuid::new_v4(), "type": "job.progress", "at": now, "job_id": "j", "progress": 5, "message": "x".repeat(5000)}),
+            "field_too_long",
+        ),
+        (
+            json!({"id": Uuid::new_v4(), "type": "metrics", "at": now, "machine_id": "m",
+                "samples": [{"name": "n", "value": 1.0, "labels": {"a": "x".repeat(200), "b": "y".repeat(200), "c": "z".repeat(200), "d": "w".repeat(200), "e": "v".repeat(200)}}]}),
+            "field_too_long",
+        ),
+        (
+            json!({"id": Uuid::new_v4(), "type": "machine.heartbeat", "at": now, "machine_id": "m",
+                "labels": (0..65).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()}),
+            "bad_field",
+        ),
     ];
     let good = |i: usize| {
         event(

@@ -483,3 +483,53 @@ async fn concurrent_batches_touching_the_same_jobs_converge_to_the_same_state() 
         assert_eq!(snapshot(&tenant, org).await, reference, "round {round}");
     }
 }
+
+#[tokio::test]
+async fn series_ids_of_a_rolled_back_batch_are_not_remembered() {
+    let db = TestDb::new().await;
+    let tenant = db.tenant();
+    let org = fixtures::create_org(&tenant, "series").await;
+    let cache = SeriesCache::default();
+    let metrics = |value: f64| Event {
+        id: Uuid::new_v4(),
+        at: base(),
+        body: EventBody::Metrics(Metrics {
+            machine_id: "m1".into(),
+            worker_id: None,
+            samples: vec![Sample {
+                name: "gpu_util".into(),
+                value,
+                labels: Default::default(),
+                at: None,
+            }],
+        }),
+    };
+
+    // The batch creates the series, then its transaction rolls back (a deadlock, a dropped request).
+    let mut tx = tenant.begin(TenantContext::org(org)).await.unwrap();
+    let stored = store::store(tx.conn(), org, &cache, &[metrics(1.0)])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    drop(stored); // never remembered: the handler remembers only after commit
+
+    let mut tx = tenant.begin(TenantContext::org(org)).await.unwrap();
+    let stored = store::store(tx.conn(), org, &cache, &[metrics(2.0)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    cache.remember(stored.series);
+
+    let mut tx = tenant.begin(TenantContext::org(org)).await.unwrap();
+    let joined: Vec<f64> = query_scalar(
+        "SELECT s.value FROM metric_samples s JOIN metric_series m ON m.org_id = s.org_id AND m.id = s.series_id",
+    )
+    .fetch_all(tx.conn())
+    .await
+    .unwrap();
+    assert_eq!(
+        joined,
+        vec![2.0],
+        "the sample refers to a series that exists"
+    );
+}

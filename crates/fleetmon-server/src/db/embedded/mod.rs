@@ -20,6 +20,7 @@ mod service_user;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -107,6 +108,8 @@ pub enum EmbeddedError {
         .0.display()
     )]
     SocketPathTooLong(PathBuf),
+    #[error("{} is not a directory; move it away or choose another FLEETMON_DATA_DIR", .0.display())]
+    NotADirectory(PathBuf),
     #[error("server processes left on {} by an earlier run would not stop", .0.display())]
     OrphansSurvived(PathBuf),
     #[error("initdb failed ({status}); its output:\n{output}")]
@@ -166,6 +169,8 @@ pub struct EmbeddedPostgres {
     layout: Layout,
     pid: Pid,
     exited: Mutex<mpsc::Receiver<ExitStatus>>,
+    /// Set once the server's exit has been seen: its pid may then belong to another process.
+    reaped: std::sync::atomic::AtomicBool,
     /// Held for as long as this server runs; see the module docs.
     _lock: File,
     stopped: bool,
@@ -182,8 +187,7 @@ impl EmbeddedPostgres {
         let binaries = search.find()?;
         let user = ServiceUser::choose()?;
 
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| EmbeddedError::io(format!("create {}", data_dir.display()), e))?;
+        user.create_root(data_dir)?;
         let root = data_dir
             .canonicalize()
             .map_err(|e| EmbeddedError::io(format!("resolve {}", data_dir.display()), e))?;
@@ -193,20 +197,18 @@ impl EmbeddedPostgres {
             return Err(EmbeddedError::SocketPathTooLong(socket));
         }
         user.check_reachable(&layout.root)?;
-        user.take_ownership(&layout.root)?;
         let lock = lock_data_dir(&layout.root)?;
 
         initdb_once(&layout, &binaries, &user)?;
-        std::fs::create_dir_all(&layout.socket_dir)
-            .map_err(|e| EmbeddedError::io(format!("create {}", layout.socket_dir.display()), e))?;
-        user.take_ownership(&layout.socket_dir)?;
-        processes::clear_stale_state(&layout.pgdata, &layout.socket_lock())?;
+        user.private_dir(&layout.socket_dir)?;
+        processes::clear_stale_state(&layout.pgdata, &layout.socket_lock(), &binaries.postgres())?;
 
         let (pid, exited) = spawn_server(&layout, &binaries, &user)?;
         let server = Self {
             layout,
             pid,
             exited: Mutex::new(exited),
+            reaped: std::sync::atomic::AtomicBool::new(false),
             _lock: lock,
             stopped: false,
         };
@@ -280,6 +282,7 @@ impl EmbeddedPostgres {
         let pid_file = processes::postmaster_pid_file(&self.layout.pgdata);
         loop {
             if let Ok(status) = self.exited.lock().expect("exit channel").try_recv() {
+                self.reaped.store(true, std::sync::atomic::Ordering::SeqCst);
                 return Err(EmbeddedError::StartFailed {
                     status: status.to_string(),
                     log: self.layout.log.clone(),
@@ -316,7 +319,12 @@ impl EmbeddedPostgres {
             (Signal::SIGQUIT, Duration::from_secs(5)),
             (Signal::SIGKILL, Duration::from_secs(5)),
         ] {
-            // An error means the server is already gone; the channel then answers at once.
+            // Never signal a pid whose process has been reaped: it may be someone else's now.
+            if self.reaped.load(std::sync::atomic::Ordering::SeqCst)
+                || !matches!(exited.try_recv(), Err(mpsc::TryRecvError::Empty))
+            {
+                return Ok(());
+            }
             let _ = kill(self.pid, signal);
             match exited.recv_timeout(wait) {
                 Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
@@ -339,7 +347,12 @@ impl Drop for EmbeddedPostgres {
 
 fn lock_data_dir(root: &Path) -> Result<File, EmbeddedError> {
     let path = root.join("fleetmon.lock");
-    let file = File::create(&path)
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&path)
         .map_err(|e| EmbeddedError::io(format!("create {}", path.display()), e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -381,6 +394,9 @@ fn initdb_once(
             EmbeddedError::io(format!("remove the unfinished {}", staging.display()), e)
         })?;
     }
+    // Made by fleetmon and given to the server's user, who could not create it in a data
+    // directory that stays fleetmon's own.
+    user.private_dir(&staging)?;
     tracing::info!(data_dir = %layout.root.display(), "creating the embedded PostgreSQL cluster (first start)");
     let mut command = Command::new(binaries.initdb());
     command
@@ -433,6 +449,7 @@ fn spawn_server(
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(&layout.log)
         .map_err(|e| EmbeddedError::io(format!("open {}", layout.log.display()), e))?;
     let log_err = log

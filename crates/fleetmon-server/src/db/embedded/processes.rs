@@ -13,9 +13,14 @@ use nix::unistd::Pid;
 
 use super::EmbeddedError;
 
-/// Stops orphaned server processes on `pgdata` and removes lock files that name reused pids.
-pub fn clear_stale_state(pgdata: &Path, socket_lock: &Path) -> Result<(), EmbeddedError> {
-    let orphans = processes_in(pgdata);
+/// Stops orphaned server processes on `pgdata` (running `postgres`, the server binary) and removes
+/// lock files that name reused pids.
+pub fn clear_stale_state(
+    pgdata: &Path,
+    socket_lock: &Path,
+    postgres: &Path,
+) -> Result<(), EmbeddedError> {
+    let orphans = servers_in(pgdata, postgres);
     if !orphans.is_empty() {
         tracing::warn!(
             count = orphans.len(),
@@ -36,8 +41,10 @@ pub fn clear_stale_state(pgdata: &Path, socket_lock: &Path) -> Result<(), Embedd
     Ok(())
 }
 
-/// Processes whose working directory is `dir`: the postmaster and every backend chdir there.
-fn processes_in(dir: &Path) -> Vec<Pid> {
+/// Processes of the server binary `exe` whose working directory is `dir`: the postmaster and
+/// every backend chdir there. Anything else there (a shell, an editor, a backup) is left alone.
+fn servers_in(dir: &Path, exe: &Path) -> Vec<Pid> {
+    let exe = exe.canonicalize().unwrap_or_else(|_| exe.to_path_buf());
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -46,7 +53,8 @@ fn processes_in(dir: &Path) -> Vec<Pid> {
         .filter_map(|entry| {
             let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
-            (pid != me && cwd == dir).then(|| Pid::from_raw(pid as i32))
+            let binary = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            (pid != me && cwd == dir && binary == exe).then(|| Pid::from_raw(pid as i32))
         })
         .collect()
 }

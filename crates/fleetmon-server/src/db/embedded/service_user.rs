@@ -50,12 +50,35 @@ impl ServiceUser {
         Err(EmbeddedError::NoServiceUser)
     }
 
-    /// Gives a directory fleetmon created to this user (a no-op unless running as root).
-    pub fn take_ownership(&self, dir: &Path) -> Result<(), EmbeddedError> {
+    /// Creates the data directory if it does not exist: private to fleetmon, but searchable by
+    /// the service user when that is another user. An existing directory is left as it is.
+    pub fn create_root(&self, dir: &Path) -> Result<(), EmbeddedError> {
+        if dir.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| EmbeddedError::io(format!("create {}", dir.display()), e))?;
+        let mode = if self.switch { 0o711 } else { 0o700 };
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| EmbeddedError::io(format!("set permissions of {}", dir.display()), e))
+    }
+
+    /// Creates (or checks) a directory of the server's own inside the data directory, mode 0700
+    /// and owned by this user. A symbolic link in its place is refused: as root, following it
+    /// would hand whatever it points at to the service user.
+    pub fn private_dir(&self, dir: &Path) -> Result<(), EmbeddedError> {
+        match std::fs::symlink_metadata(dir) {
+            Ok(meta) if !meta.file_type().is_dir() => {
+                return Err(EmbeddedError::NotADirectory(dir.to_path_buf()))
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir(dir)
+                .map_err(|e| EmbeddedError::io(format!("create {}", dir.display()), e))?,
+        }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| EmbeddedError::io(format!("set permissions of {}", dir.display()), e))?;
         if self.switch {
-            std::os::unix::fs::chown(dir, Some(self.uid.as_raw()), Some(self.gid.as_raw()))
+            std::os::unix::fs::lchown(dir, Some(self.uid.as_raw()), Some(self.gid.as_raw()))
                 .map_err(|e| {
                     EmbeddedError::io(format!("give {} to {}", dir.display(), self.name), e)
                 })?;
