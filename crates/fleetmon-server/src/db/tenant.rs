@@ -68,21 +68,16 @@ impl TenantDb {
 
     pub async fn begin(&self, context: TenantContext) -> Result<TenantTx, DbError> {
         let tx = self.pool.begin_with(context.begin_statement()).await?;
-        Ok(TenantTx { tx, context })
+        Ok(TenantTx { tx })
     }
 }
 
 /// An open tenant transaction. Dropping it without [`TenantTx::commit`] rolls it back.
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
-    context: TenantContext,
 }
 
 impl TenantTx {
-    pub fn context(&self) -> TenantContext {
-        self.context
-    }
-
     pub fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
     }

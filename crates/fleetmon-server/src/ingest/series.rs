@@ -3,8 +3,8 @@
 //! A series `(org, machine, worker, name, labels)` gets its id once, when first seen, and keeps it:
 //! series rows are never updated, so a remembered id stays right on every replica. Ids learned in
 //! a transaction are remembered only after it commits ([`SeriesCache::remember`]), so a rolled-back
-//! series is never taken for an existing one. Whatever deletes series (retention) must call
-//! [`SeriesCache::clear`].
+//! series is never taken for an existing one. Nothing deletes series yet; whatever comes to (retention)
+//! must also make running processes forget them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,10 +35,6 @@ pub struct SeriesCache {
 }
 
 impl SeriesCache {
-    pub fn clear(&self) {
-        self.ids.lock().expect("series cache").clear();
-    }
-
     /// The ids of `keys` (in order), creating the series that do not exist yet, and the ids this
     /// transaction looked up, for [`SeriesCache::remember`] once it has committed.
     pub async fn resolve(

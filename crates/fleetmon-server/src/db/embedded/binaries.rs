@@ -122,7 +122,7 @@ fn inspect(dir: &Path) -> Result<Option<PgBinaries>, EmbeddedError> {
 }
 
 /// `postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)` → 15.
-pub fn parse_major_version(version_output: &str) -> Option<u32> {
+fn parse_major_version(version_output: &str) -> Option<u32> {
     let number = version_output.split_whitespace().nth(2)?;
     let major = number.split(|c: char| !c.is_ascii_digit()).next()?;
     major.parse().ok()

@@ -32,7 +32,7 @@ use nix::unistd::Pid;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
 
-pub use binaries::{parse_major_version, BinarySearch, PgBinaries};
+pub use binaries::{BinarySearch, PgBinaries};
 pub use service_user::ServiceUser;
 
 /// The cluster's superuser, and the database fleetmon keeps its data in.
@@ -225,10 +225,6 @@ impl EmbeddedPostgres {
     /// The postmaster's process id.
     pub fn pid(&self) -> Pid {
         self.pid
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.layout.root
     }
 
     pub fn socket_dir(&self) -> &Path {
