@@ -196,12 +196,10 @@ async fn two_migrate_commands_at_once_both_succeed() {
     assert!(said[0].starts_with("applied migrations"), "{said:?}");
     assert!(said[1].starts_with("schema is up to date"), "{said:?}");
 
-    let pool = cluster().owner_pool(&name, 1).await;
-    let rows: i64 = query_scalar("SELECT count(*) FROM fleetmon_schema_migrations")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(rows, MIGRATIONS.len() as i64);
+    assert_eq!(
+        crate::harness::applied_migrations(&name).await,
+        MIGRATIONS.len() as i64
+    );
 }
 
 /// A `fleetmon serve` on the embedded default, with its log lines streamed to a channel.

@@ -38,13 +38,29 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
-/// Runs `future` to completion on a runtime of its own.
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+/// A single-threaded runtime, for synchronous tests (proptest) and set-up outside any runtime.
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(future)
+}
+
+/// Runs `future` to completion on a runtime of its own.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    runtime().block_on(future)
+}
+
+/// How many migrations `database` records as applied.
+pub async fn applied_migrations(database: &str) -> i64 {
+    let pool = cluster().owner_pool(database, 1).await;
+    let rows =
+        fleetmon_server::db::sql::query_scalar("SELECT count(*) FROM fleetmon_schema_migrations")
+            .fetch_one(&pool)
+            .await
+            .expect("count applied migrations");
+    pool.close().await;
+    rows
 }
 
 impl Cluster {

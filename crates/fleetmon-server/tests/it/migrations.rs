@@ -2,7 +2,7 @@
 
 use chrono::{Days, Utc};
 use fleetmon_server::db::migrate::{self, latest_version, MIGRATIONS};
-use fleetmon_server::db::sql::{query, query_scalar};
+use fleetmon_server::db::sql::query;
 use fleetmon_server::db::{partitions, DbError, SystemDb, TenantContext};
 
 use crate::fixtures;
@@ -37,12 +37,10 @@ async fn concurrent_migrations_all_succeed_and_apply_the_schema_once() {
     }
     assert_eq!(applied_by, 1, "exactly one run applies the schema");
 
-    let pool = cluster().owner_pool(&name, 1).await;
-    let rows: i64 = query_scalar("SELECT count(*) FROM fleetmon_schema_migrations")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(rows, MIGRATIONS.len() as i64);
+    assert_eq!(
+        crate::harness::applied_migrations(&name).await,
+        MIGRATIONS.len() as i64
+    );
 }
 
 #[tokio::test]

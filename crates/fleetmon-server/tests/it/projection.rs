@@ -306,10 +306,7 @@ async fn ingest(db: &TenantDb, org: Uuid, batches: &[Vec<Event>]) {
 
 #[test]
 fn any_order_any_duplicates_any_batching_gives_the_same_state() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::harness::runtime();
     let db = runtime.block_on(TestDb::new());
     let tenant = db.tenant();
     let events = scenario();

@@ -191,10 +191,7 @@ async fn run_case(db: &TenantDb, case: &Case) -> Result<(), TestCaseError> {
 
 #[test]
 fn random_queries_never_cross_tenants() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::harness::runtime();
     let db = runtime.block_on(TestDb::new());
     let tenant = db.tenant();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
