@@ -137,6 +137,11 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub public_url: Option<String>,
+    pub local_auth: Option<bool>,
+    pub stack: Option<crate::auth::settings::StackFile>,
+    #[serde(default)]
+    pub oidc: Vec<crate::auth::settings::OidcFile>,
     #[serde(flatten)]
     pub ingest: IngestArgs,
 }

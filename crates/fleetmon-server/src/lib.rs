@@ -6,5 +6,6 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod ingest;
+pub mod orgs;
 pub mod simulate;
 pub mod telemetry;

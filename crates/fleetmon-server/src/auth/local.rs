@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::password::{self, PasswordError};
-use crate::db::sql::{query, query_scalar};
+use crate::db::sql::{query, query_as, query_scalar};
 use crate::db::DbError;
 
 /// The `issuer` of built-in accounts in `users`: stable, unlike the server's public URL.
@@ -91,3 +91,29 @@ pub async fn add_member(
     .await?;
     Ok(())
 }
+
+/// The built-in account `email` signs in as, if `password` is its password. An unknown email
+/// costs the same hashing work as a wrong password, so timing does not tell which it was.
+pub async fn check_password(
+    conn: &mut PgConnection,
+    email: &str,
+    password: &str,
+) -> Result<Option<Uuid>, DbError> {
+    let account: Option<(Uuid, String)> = query_as(
+        "SELECT a.user_id, a.password_hash FROM local_accounts a JOIN users u ON u.id = a.user_id
+         WHERE lower(a.email) = lower($1) AND u.deleted_at IS NULL",
+    )
+    .bind(email.trim())
+    .fetch_optional(conn)
+    .await?;
+    let password = password.to_string();
+    let (user_id, stored) = account.unwrap_or_else(|| (Uuid::nil(), DUMMY_HASH.clone()));
+    let matches = tokio::task::spawn_blocking(move || password::verify(&password, &stored))
+        .await
+        .unwrap_or(false);
+    Ok((matches && !user_id.is_nil()).then_some(user_id))
+}
+
+/// A hash of a random password, verified against when the account does not exist.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| password::hash(&super::random_base62(24)));

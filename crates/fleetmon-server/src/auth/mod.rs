@@ -1,9 +1,19 @@
-//! Who is asking: API tokens and built-in accounts (and, as they land, the other sign-in
-//! providers and sessions).
+//! Who is asking: API tokens, fleetmon's own accounts and sessions, and the identity providers
+//! (Stack Auth, any OpenID Connect issuer) whose tokens are verified locally against their JWKS.
 
+pub mod jwks;
+pub mod jwt;
 pub mod local;
+pub mod oidc;
 pub mod password;
+pub mod providers;
+pub mod sessions;
+pub mod settings;
+pub mod signing;
+pub mod teams;
+pub mod throttle;
 pub mod tokens;
+pub mod users;
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -21,4 +31,33 @@ pub fn random_base62(len: usize) -> String {
         }
     }
     out
+}
+
+/// Everything sign-in needs at run time: the settings, the providers with their key caches, and
+/// one HTTP client for talking to identity providers.
+pub struct Auth {
+    pub settings: settings::AuthSettings,
+    pub providers: providers::Providers,
+    pub http: reqwest::Client,
+}
+
+impl Auth {
+    pub fn new(
+        settings: settings::AuthSettings,
+        db: &crate::db::TenantDb,
+    ) -> Result<Self, providers::ProviderError> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            // Identity-provider responses are never followed elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| providers::ProviderError::Keys(e.to_string()))?;
+        let providers = providers::Providers::new(&settings, db, &http)?;
+        Ok(Self {
+            settings,
+            providers,
+            http,
+        })
+    }
 }

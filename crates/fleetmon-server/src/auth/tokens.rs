@@ -54,7 +54,7 @@ pub struct NewToken {
 }
 
 /// A token, as listed (never with its secret).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct TokenInfo {
     pub id: Uuid,
     pub name: String,

@@ -92,7 +92,8 @@ async fn run(
         shutdown_signal().await;
         let _ = stop_fleet.send(true);
     };
-    let server = serve_on(db, listener, args_limits(file), until(server_stopped));
+    let auth = crate::auth::settings::AuthSettings::local_only(&url);
+    let server = serve_on(db, listener, args_limits(file), auth, until(server_stopped));
     let (served, (), ()) = tokio::join!(server, simulator, signal);
     served
 }

@@ -31,6 +31,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the server: migrates the database, then serves the API.
     Serve(ServeArgs),
@@ -179,6 +181,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub ingest: IngestArgs,
+
+    #[command(flatten)]
+    pub auth: crate::auth::settings::AuthArgs,
 }
 
 /// The shape of a simulated fleet.

@@ -8,21 +8,24 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use super::{open_migrated, ServeArgs};
+use crate::auth::settings::AuthSettings;
+use crate::auth::{signing, Auth};
 use crate::config::{self, FileConfig};
-use crate::db::{partitions, Database, SystemDb};
+use crate::db::{partitions, Database, SystemDb, TenantContext, TenantDb};
 use crate::http::{self, AppState};
 use crate::ingest::Limits;
 
-/// How often `serve` makes sure the coming days' history partitions exist.
-const PARTITION_MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+/// How often `serve` runs its maintenance.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 
 pub async fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let listen = config::resolve_listen(args.listen, file);
     let ingest_limits = args.ingest.resolve(&file.ingest);
+    let auth = args.auth.resolve(file, listen)?;
     let db = open_migrated(&args.db, file).await?;
     let result = async {
         let listener = bind(listen).await?;
-        serve_on(&db, listener, ingest_limits, shutdown_signal()).await
+        serve_on(&db, listener, ingest_limits, auth, shutdown_signal()).await
     }
     .await;
     db.close().await;
@@ -42,25 +45,50 @@ pub async fn serve_on(
     db: &Database,
     listener: TcpListener,
     ingest_limits: Limits,
+    auth: AuthSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let maintenance = tokio::spawn(maintain_partitions(db.system()));
-    let router = http::router(AppState::new(db.tenant(), ingest_limits));
+    let providers: Vec<&str> = [
+        auth.local.then_some("local"),
+        auth.stack.as_ref().map(|_| "stack"),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(auth.oidc.iter().map(|o| o.name.as_str()))
+    .collect();
+    tracing::info!(providers = %providers.join(", "), public_url = %auth.public_url, "sign-in providers");
+    let auth = Auth::new(auth, &db.tenant()).context("could not set up sign-in")?;
+    let maintenance = tokio::spawn(maintain(db.system(), db.tenant()));
+    let router = http::router(AppState::new(db.tenant(), ingest_limits, auth));
     let served = http::serve(listener, router, shutdown).await;
     maintenance.abort();
     tracing::info!("fleetmon stopped serving");
     served.context("the HTTP server failed")
 }
 
-async fn maintain_partitions(system: SystemDb) {
-    let mut every = tokio::time::interval(PARTITION_MAINTENANCE_EVERY);
-    every.tick().await; // start-up already ensured them
+/// Hourly: the coming days' history partitions, and the rotation of fleetmon's signing key.
+async fn maintain(system: SystemDb, tenant: TenantDb) {
+    let mut every = tokio::time::interval(MAINTENANCE_EVERY);
     loop {
         every.tick().await;
         match partitions::ensure_around_today(&system).await {
             Ok(0) => {}
             Ok(created) => tracing::info!(created, "created history partitions ahead of time"),
             Err(error) => tracing::error!(%error, "could not create history partitions"),
+        }
+        let rotated = async {
+            let mut tx = tenant.begin(TenantContext::none()).await?;
+            let rotated = signing::rotate_if_due(tx.conn()).await?;
+            tx.commit().await?;
+            Ok::<_, crate::db::DbError>(rotated)
+        }
+        .await;
+        match rotated {
+            Ok(None) => {}
+            Ok(Some(kid)) => {
+                tracing::info!(%kid, "rotated the signing key of fleetmon's access tokens")
+            }
+            Err(error) => tracing::error!(%error, "could not check the signing key's age"),
         }
     }
 }

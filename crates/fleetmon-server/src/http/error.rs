@@ -21,6 +21,14 @@ pub enum ApiError {
     #[error("{message}")]
     NotFound { message: String },
     #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Too many attempts; retry after the given number of seconds.
+    #[error("{message}")]
+    TooManyRequests { retry_after: u64, message: String },
+    /// An upstream identity provider failed.
+    #[error("{message}")]
+    BadGateway { code: &'static str, message: String },
+    #[error("{message}")]
     PayloadTooLarge { code: &'static str, message: String },
     #[error("{message}")]
     UnsupportedMediaType { code: &'static str, message: String },
@@ -39,6 +47,9 @@ impl ApiError {
             Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
             Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::BadGateway { code, .. } => (StatusCode::BAD_GATEWAY, code),
             Self::PayloadTooLarge { code, .. } => (StatusCode::PAYLOAD_TOO_LARGE, code),
             Self::UnsupportedMediaType { code, .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, code),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
@@ -78,9 +89,16 @@ impl IntoResponse for ApiError {
         if let Self::Internal(detail) = &self {
             tracing::error!(%detail, "request failed");
         }
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let body = Json(ErrorBody::new(code, self.to_string()));
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         match status {
             StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -1,19 +1,24 @@
 //! The HTTP server: routes, shared state, and serving with graceful shutdown.
 
+pub mod auth;
+pub mod cookies;
 mod error;
 mod health;
 mod ingest;
+mod orgs;
+mod signin;
 
 use std::future::Future;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
+use crate::auth::Auth;
 use crate::db::TenantDb;
 use crate::ingest::series::SeriesCache;
 use crate::ingest::Limits;
@@ -25,14 +30,16 @@ pub struct AppState {
     pub db: TenantDb,
     pub ingest_limits: std::sync::Arc<Limits>,
     pub series: std::sync::Arc<SeriesCache>,
+    pub auth: std::sync::Arc<Auth>,
 }
 
 impl AppState {
-    pub fn new(db: TenantDb, ingest_limits: Limits) -> Self {
+    pub fn new(db: TenantDb, ingest_limits: Limits, auth: Auth) -> Self {
         Self {
             db,
             ingest_limits: std::sync::Arc::new(ingest_limits),
             series: std::sync::Arc::default(),
+            auth: std::sync::Arc::new(auth),
         }
     }
 }
@@ -46,6 +53,34 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/ingest",
             post(ingest::ingest).layer(DefaultBodyLimit::disable()),
         )
+        .route("/.well-known/jwks.json", get(signin::jwks))
+        .route("/auth/providers", get(signin::providers))
+        .route("/auth/local/sign-in", post(signin::local_sign_in))
+        .route("/auth/refresh", post(signin::refresh))
+        .route("/auth/sign-out", post(signin::sign_out))
+        .route("/auth/oidc/{name}/start", get(signin::oidc_start))
+        .route("/auth/oidc/{name}/callback", get(signin::oidc_callback))
+        .route("/api/v1/me", get(orgs::me))
+        .route("/api/v1/orgs", get(orgs::list).post(orgs::create))
+        .route("/api/v1/orgs/{org}", get(orgs::show).delete(orgs::delete))
+        .route(
+            "/api/v1/orgs/{org}/members",
+            get(orgs::members).post(orgs::add_member),
+        )
+        .route(
+            "/api/v1/orgs/{org}/members/{user_id}",
+            axum::routing::patch(orgs::change_role).delete(orgs::remove_member),
+        )
+        .route(
+            "/api/v1/orgs/{org}/invitations/{email}",
+            delete(orgs::cancel_invitation),
+        )
+        .route(
+            "/api/v1/orgs/{org}/tokens",
+            get(orgs::list_tokens).post(orgs::create_token),
+        )
+        .route("/api/v1/orgs/{org}/tokens/{id}", delete(orgs::revoke_token))
+        .route("/api/v1/orgs/{org}/audit", get(orgs::audit_log))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -63,7 +98,9 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    // The peer address feeds sign-in throttling.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

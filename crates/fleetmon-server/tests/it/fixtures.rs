@@ -14,6 +14,10 @@ pub const TENANT_TABLES: &[(&str, &str)] = &[
          INSERT INTO memberships (org_id, user_id, role) SELECT $1, id, 'member' FROM u",
     ),
     (
+        "invitations",
+        "INSERT INTO invitations (org_id, email, role) VALUES ($1, lower($2) || '@example.com', 'viewer')",
+    ),
+    (
         "api_tokens",
         "INSERT INTO api_tokens (org_id, name, kind, prefix, token_hash)
          VALUES ($1, $2, 'read', 'fm_', sha256(convert_to($2, 'UTF8')))",

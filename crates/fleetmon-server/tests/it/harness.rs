@@ -252,3 +252,26 @@ impl TestDb {
 pub fn url_for(database: &str) -> String {
     cluster().owner_options(database).to_url_lossy().to_string()
 }
+
+/// The public URL test servers are configured with; it names the built-in issuer.
+pub const TEST_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+
+/// Serves fleetmon's router on a free loopback port until the test ends; returns its base URL.
+pub async fn spawn_app(
+    db: fleetmon_server::db::TenantDb,
+    limits: fleetmon_server::ingest::Limits,
+    auth: fleetmon_server::auth::settings::AuthSettings,
+) -> String {
+    use fleetmon_server::http::{self, AppState};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let auth = fleetmon_server::auth::Auth::new(auth, &db).unwrap();
+    let router = http::router(AppState::new(db, limits, auth));
+    tokio::spawn(http::serve(listener, router, std::future::pending()));
+    base
+}
+
+/// Settings with built-in accounts only.
+pub fn local_auth() -> fleetmon_server::auth::settings::AuthSettings {
+    fleetmon_server::auth::settings::AuthSettings::local_only(TEST_PUBLIC_URL)
+}

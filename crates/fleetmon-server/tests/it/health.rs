@@ -2,19 +2,12 @@
 
 use fleetmon_proto::{ErrorBody, Readiness};
 use fleetmon_server::db::TenantDb;
-use fleetmon_server::http::{self, AppState};
 use sqlx::postgres::PgPoolOptions;
-use tokio::net::TcpListener;
 
-use crate::harness::{cluster, TestDb};
+use crate::harness::{self, cluster, TestDb};
 
-/// Serves the router on a free port until the test ends; returns its base URL.
 async fn spawn_app(db: TenantDb) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let router = http::router(AppState::new(db, Default::default()));
-    tokio::spawn(http::serve(listener, router, std::future::pending()));
-    format!("http://{address}")
+    harness::spawn_app(db, Default::default(), harness::local_auth()).await
 }
 
 #[tokio::test]

@@ -8,14 +8,12 @@ use fleetmon_proto::ErrorBody;
 use fleetmon_server::auth::tokens::{self, TokenKind};
 use fleetmon_server::db::sql::query_scalar;
 use fleetmon_server::db::{TenantContext, TenantDb};
-use fleetmon_server::http::{self, AppState};
 use fleetmon_server::ingest::Limits;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::fixtures;
-use crate::harness::TestDb;
+use crate::harness::{self, TestDb};
 
 pub struct App {
     pub base: String,
@@ -44,10 +42,7 @@ impl App {
             max_body_bytes: 256 << 10,
             ..Limits::default()
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = http::router(AppState::new(tenant.clone(), limits));
-        tokio::spawn(http::serve(listener, router, std::future::pending()));
+        let base = harness::spawn_app(tenant.clone(), limits, harness::local_auth()).await;
         Self {
             base,
             org,

@@ -1,0 +1,345 @@
+//! The sign-in providers, several active at once: a token's (unverified) `iss` picks the one that
+//! verifies it, and only that provider's keys and rules apply.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::jwks::{BoxFuture, CacheSettings, FetchError, HttpKeyFetcher, JwksCache, KeyFetcher};
+use super::jwt::{self, IssuerPolicy, TokenError, VerifiedToken, Verifier};
+use super::settings::{AuthSettings, OidcConfig, StackConfig};
+use super::signing;
+use super::users::Identity;
+use crate::db::{TenantContext, TenantDb};
+
+/// The audience of fleetmon's own access tokens.
+pub const LOCAL_AUDIENCE: &str = "fleetmon";
+/// How long fleetmon's own access tokens live; the browser refreshes them through its session.
+pub const ACCESS_TOKEN_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+const LOCAL_LEEWAY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Local,
+    Stack,
+    Oidc,
+}
+
+/// One provider: how its tokens are verified and how their claims become a user.
+pub struct Provider {
+    /// `local`, `stack`, or the OIDC provider's configured name.
+    pub name: String,
+    pub kind: Kind,
+    pub verifier: Verifier,
+    /// JSON pointer to the claim naming the user's org (OIDC), or Stack's `selected_team_id`.
+    pub org_claim: Option<String>,
+    pub stack: Option<StackConfig>,
+    pub oidc: Option<OidcConfig>,
+    /// OIDC only: the issuer's discovery document (endpoints for browser sign-in).
+    discovery: Option<Arc<super::oidc::Discovery>>,
+    /// OIDC only: verifies id tokens, whose audience is the client id.
+    id_tokens: Option<Verifier>,
+}
+
+/// Why a bearer is refused beyond the token itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+}
+
+impl Provider {
+    /// The `users` identity a verified token stands for. The local provider's subjects are user
+    /// ids already and are not synced.
+    pub fn identity(&self, token: &VerifiedToken) -> Result<Identity, ClaimError> {
+        let claims = &token.claims;
+        if self.kind == Kind::Stack {
+            let stack = self
+                .stack
+                .as_ref()
+                .expect("a Stack provider has Stack settings");
+            let flag = |name: &str| claims.get(name).and_then(Value::as_bool).unwrap_or(false);
+            if flag("is_anonymous") && !stack.allow_anonymous {
+                return Err(ClaimError::Refused {
+                    code: "anonymous_not_allowed",
+                    message: "anonymous Stack users may not sign in here".into(),
+                });
+            }
+            if flag("is_restricted") && !stack.allow_restricted {
+                return Err(ClaimError::Refused {
+                    code: "restricted_not_allowed",
+                    message: "restricted Stack users (e.g. unverified email) may not sign in here"
+                        .into(),
+                });
+            }
+        }
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
+        Ok(Identity {
+            issuer: self.verifier.policy().issuer.clone(),
+            subject: token.subject.clone(),
+            email: text("email").map(|e| e.trim().to_string()),
+            email_verified: claims.get("email_verified").and_then(Value::as_bool) == Some(true),
+            name: text("name"),
+            claims: Value::Object(claims.clone()),
+        })
+    }
+
+    pub fn discovery(&self) -> Option<&super::oidc::Discovery> {
+        self.discovery.as_deref()
+    }
+
+    /// The verifier of id tokens from browser sign-in (OIDC providers with a client id).
+    pub fn id_token_verifier(&self) -> Option<&Verifier> {
+        self.id_tokens.as_ref()
+    }
+
+    /// The external team id the token names, if any (mapped to an org by `external_team_id`).
+    pub fn team_claim(&self, token: &VerifiedToken) -> Option<String> {
+        let pointer = self.org_claim.as_deref()?;
+        match Value::Object(token.claims.clone()).pointer(pointer)? {
+            Value::String(id) if !id.is_empty() && id.len() <= 200 => Some(id.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Serves the local provider's keys to its verifier, from `signing_keys`.
+struct DatabaseKeys {
+    db: TenantDb,
+}
+
+impl KeyFetcher for DatabaseKeys {
+    fn fetch(&self) -> BoxFuture<'_, Result<JwkSet, FetchError>> {
+        Box::pin(async move {
+            let keys = async {
+                let mut tx = self.db.begin(TenantContext::none()).await?;
+                let keys = signing::published(tx.conn()).await?;
+                tx.commit().await?;
+                Ok::<_, crate::db::DbError>(keys)
+            }
+            .await
+            .map_err(|e| FetchError::Source(e.to_string()))?;
+            serde_json::from_value(serde_json::json!({ "keys": keys }))
+                .map_err(|e| FetchError::Source(e.to_string()))
+        })
+    }
+}
+
+/// Finds an OIDC issuer's `jwks_uri` through its discovery document, then fetches from there.
+struct DiscoveredKeys {
+    discovery: Arc<super::oidc::Discovery>,
+    fetcher: tokio::sync::OnceCell<HttpKeyFetcher>,
+}
+
+impl KeyFetcher for DiscoveredKeys {
+    fn fetch(&self) -> BoxFuture<'_, Result<JwkSet, FetchError>> {
+        Box::pin(async move {
+            let fetcher = self
+                .fetcher
+                .get_or_try_init(|| async {
+                    let document = self
+                        .discovery
+                        .document()
+                        .await
+                        .map_err(|e| FetchError::Source(e.to_string()))?;
+                    HttpKeyFetcher::new(&document.jwks_uri, CacheSettings::default().fetch_timeout)
+                        .map_err(|e| FetchError::Source(e.to_string()))
+                })
+                .await?;
+            fetcher.fetch().await
+        })
+    }
+}
+
+pub struct Providers {
+    by_issuer: HashMap<String, Arc<Provider>>,
+    by_name: HashMap<String, Arc<Provider>>,
+    local: Option<Arc<Provider>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{0}")]
+    Keys(String),
+    #[error("two providers have the issuer {0:?}")]
+    DuplicateIssuer(String),
+}
+
+impl Providers {
+    pub fn new(
+        settings: &AuthSettings,
+        db: &TenantDb,
+        http: &reqwest::Client,
+    ) -> Result<Self, ProviderError> {
+        let mut providers = Vec::new();
+        if settings.local {
+            let keys = JwksCache::new(
+                Arc::new(DatabaseKeys { db: db.clone() }),
+                CacheSettings {
+                    // Reading our own table is cheap; a key rotated on another replica is picked
+                    // up at once.
+                    min_refresh_interval: Duration::from_secs(1),
+                    ..CacheSettings::default()
+                },
+            );
+            providers.push(Provider {
+                name: "local".into(),
+                kind: Kind::Local,
+                verifier: Verifier::new(
+                    IssuerPolicy {
+                        issuer: settings.public_url.clone(),
+                        audiences: vec![LOCAL_AUDIENCE.into()],
+                        accept_azp: false,
+                        algorithms: vec![Algorithm::EdDSA],
+                        leeway: LOCAL_LEEWAY,
+                    },
+                    keys,
+                ),
+                org_claim: None,
+                stack: None,
+                oidc: None,
+                discovery: None,
+                id_tokens: None,
+            });
+        }
+        if let Some(stack) = &settings.stack {
+            let issuer = format!("{}/api/v1/projects/{}", stack.api_url, stack.project_id);
+            let fetcher = HttpKeyFetcher::new(
+                &format!("{issuer}/.well-known/jwks.json"),
+                CacheSettings::default().fetch_timeout,
+            )
+            .map_err(|e| ProviderError::Keys(e.to_string()))?;
+            providers.push(Provider {
+                name: "stack".into(),
+                kind: Kind::Stack,
+                verifier: Verifier::new(
+                    IssuerPolicy {
+                        issuer,
+                        audiences: vec![stack.project_id.clone()],
+                        accept_azp: false,
+                        algorithms: vec![Algorithm::ES256],
+                        leeway: LOCAL_LEEWAY,
+                    },
+                    JwksCache::new(Arc::new(fetcher), CacheSettings::default()),
+                ),
+                org_claim: Some("/selected_team_id".into()),
+                stack: Some(stack.clone()),
+                oidc: None,
+                discovery: None,
+                id_tokens: None,
+            });
+        }
+        for oidc in &settings.oidc {
+            let discovery = Arc::new(super::oidc::Discovery::new(&oidc.issuer, http.clone()));
+            let fetcher: Arc<dyn KeyFetcher> = match &oidc.jwks_url {
+                Some(url) => Arc::new(
+                    HttpKeyFetcher::new(url, CacheSettings::default().fetch_timeout)
+                        .map_err(|e| ProviderError::Keys(e.to_string()))?,
+                ),
+                None => Arc::new(DiscoveredKeys {
+                    discovery: discovery.clone(),
+                    fetcher: tokio::sync::OnceCell::new(),
+                }),
+            };
+            let policy = IssuerPolicy {
+                issuer: oidc.issuer.clone(),
+                audiences: oidc.audiences.clone(),
+                accept_azp: oidc.accept_azp,
+                algorithms: oidc.algorithms.clone(),
+                leeway: oidc.leeway,
+            };
+            // Id tokens are verified with their own policy (audience = client id) and cache.
+            let id_tokens = oidc.client_id.as_ref().map(|client_id| {
+                Verifier::new(
+                    IssuerPolicy {
+                        audiences: vec![client_id.clone()],
+                        accept_azp: false,
+                        ..policy.clone()
+                    },
+                    JwksCache::new(fetcher.clone(), CacheSettings::default()),
+                )
+            });
+            providers.push(Provider {
+                name: oidc.name.clone(),
+                kind: Kind::Oidc,
+                verifier: Verifier::new(policy, JwksCache::new(fetcher, CacheSettings::default())),
+                org_claim: oidc.org_claim.clone(),
+                stack: None,
+                oidc: Some(oidc.clone()),
+                discovery: Some(discovery),
+                id_tokens,
+            });
+        }
+        let mut by_issuer = HashMap::new();
+        let mut by_name = HashMap::new();
+        let mut local = None;
+        for provider in providers {
+            let provider = Arc::new(provider);
+            let issuer = provider.verifier.policy().issuer.clone();
+            if by_issuer.insert(issuer.clone(), provider.clone()).is_some() {
+                return Err(ProviderError::DuplicateIssuer(issuer));
+            }
+            by_name.insert(provider.name.clone(), provider.clone());
+            if provider.kind == Kind::Local {
+                local = Some(provider);
+            }
+        }
+        Ok(Self {
+            by_issuer,
+            by_name,
+            local,
+        })
+    }
+
+    /// Verifies `token` with the provider its `iss` names.
+    pub async fn verify(&self, token: &str) -> Result<(Arc<Provider>, VerifiedToken), TokenError> {
+        let issuer = jwt::unverified_issuer(token)?;
+        let provider = self
+            .by_issuer
+            .get(&issuer)
+            .ok_or(TokenError::UnknownIssuer)?;
+        let verified = provider.verifier.verify(token).await?;
+        Ok((provider.clone(), verified))
+    }
+
+    pub fn local(&self) -> Option<&Arc<Provider>> {
+        self.local.as_ref()
+    }
+
+    pub fn named(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.by_name.get(name)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.by_name.values()
+    }
+}
+
+/// Signs a local access token for `user_id` in session `session_id`.
+pub fn sign_access_token(
+    key: &signing::ActiveKey,
+    issuer: &str,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "iss": issuer,
+        "sub": user_id.to_string(),
+        "aud": LOCAL_AUDIENCE,
+        "iat": now,
+        "exp": now + ACCESS_TOKEN_TTL.num_seconds(),
+        "sid": session_id.to_string(),
+        // Two tokens issued in the same second still differ.
+        "jti": super::random_base62(16),
+    });
+    let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, &claims, &key.encoding_key()).expect("an Ed25519 key signs")
+}

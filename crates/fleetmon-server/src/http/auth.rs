@@ -1,0 +1,320 @@
+//! Who is asking, for every API request: a JWT from any configured provider (as a bearer or,
+//! from the dashboard, in the session cookie), or a `read` API token. And what they may do in an
+//! org: membership and role, checked on every request.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method};
+use uuid::Uuid;
+
+use super::{cookies, ApiError, AppState};
+use crate::auth::jwt::TokenError;
+use crate::auth::providers::{Kind, Provider};
+use crate::auth::tokens::{self, TokenKind, TokenRejection};
+use crate::auth::users::{self, Synced};
+use crate::auth::{sessions, teams};
+use crate::db::TenantContext;
+use crate::orgs::{self, Org, Role};
+
+/// The authenticated caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    User {
+        user_id: Uuid,
+        session: Option<Uuid>,
+    },
+    /// A `read` API token: reads its own org, nothing else.
+    ReadToken { org_id: Uuid, token_id: Uuid },
+}
+
+impl Principal {
+    /// How the audit log names this actor.
+    pub fn actor(&self) -> String {
+        match self {
+            Self::User { user_id, .. } => format!("user:{user_id}"),
+            Self::ReadToken { token_id, .. } => format!("token:{token_id}"),
+        }
+    }
+
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self {
+            Self::User { user_id, .. } => Some(*user_id),
+            Self::ReadToken { .. } => None,
+        }
+    }
+
+    /// The signed-in user, or 403 for API tokens (which cannot act as anyone).
+    pub fn require_user(&self) -> Result<Uuid, ApiError> {
+        self.user_id().ok_or_else(|| ApiError::Forbidden {
+            code: "user_required",
+            message: "this needs a signed-in user, not an API token".into(),
+        })
+    }
+}
+
+/// The client's address, from the connection (for sign-in throttling).
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
+pub fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Unauthorized {
+        code,
+        message: message.into(),
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        unauthorized(error.code(), error.to_string())
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|v| Some(v.trim()))
+        .ok_or_else(|| {
+            unauthorized(
+                "malformed_token",
+                "the Authorization header must be `Bearer <token>`",
+            )
+        })
+}
+
+/// Cookie-authenticated requests that change something must echo the CSRF cookie in a header,
+/// which another site's page cannot read and so cannot send.
+pub fn check_csrf(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let cookie = cookies::get(headers, cookies::CSRF);
+    let sent = headers
+        .get(cookies::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match (cookie, sent) {
+        (Some(cookie), Some(sent)) if !cookie.is_empty() && constant_time_eq(cookie, sent) => {
+            Ok(())
+        }
+        _ => Err(ApiError::Forbidden {
+            code: "csrf_failed",
+            message: "a request using the session cookie must send the X-CSRF-Token header".into(),
+        }),
+    }
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(token) = bearer(&parts.headers)? {
+            if let Some((_, org_id)) = tokens::parse_org(token) {
+                return read_token(state, org_id, token).await;
+            }
+            let (provider, verified) = state.auth.providers.verify(token).await?;
+            return user_of(state, &provider, &verified).await;
+        }
+        if let Some(token) = cookies::get(&parts.headers, cookies::ACCESS) {
+            let (provider, verified) = state.auth.providers.verify(token).await?;
+            if provider.kind != Kind::Local {
+                return Err(unauthorized(
+                    "unknown_issuer",
+                    "the session cookie was not issued by fleetmon",
+                ));
+            }
+            check_csrf(&parts.method, &parts.headers)?;
+            return user_of(state, &provider, &verified).await;
+        }
+        Err(unauthorized(
+            "missing_token",
+            "sign in, or send `Authorization: Bearer <token>` (a JWT or a read API token)",
+        ))
+    }
+}
+
+async fn read_token(state: &AppState, org_id: Uuid, token: &str) -> Result<Principal, ApiError> {
+    let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
+    let verdict = tokens::authenticate(tx.conn(), org_id, token).await?;
+    tx.commit().await?;
+    match verdict {
+        Ok(identity) if identity.kind == TokenKind::Read => Ok(Principal::ReadToken {
+            org_id,
+            token_id: identity.token_id,
+        }),
+        Ok(_) => Err(ApiError::Forbidden {
+            code: "wrong_token_kind",
+            message: "this is an ingest token; reading needs a read token or a signed-in user"
+                .into(),
+        }),
+        Err(TokenRejection::Revoked) => {
+            Err(unauthorized("revoked_token", "the token has been revoked"))
+        }
+        Err(_) => Err(unauthorized("invalid_token", "the token is not valid")),
+    }
+}
+
+/// The user a verified JWT stands for: fleetmon's own tokens name the user and session; other
+/// providers' claims are synced into `users` (and may bring org membership with them).
+pub async fn user_of(
+    state: &AppState,
+    provider: &Provider,
+    verified: &crate::auth::jwt::VerifiedToken,
+) -> Result<Principal, ApiError> {
+    if provider.kind == Kind::Local {
+        let user_id = Uuid::try_parse(&verified.subject).map_err(|_| {
+            unauthorized("bad_subject", "the token's subject is not a fleetmon user")
+        })?;
+        let session = verified
+            .claims
+            .get("sid")
+            .and_then(|v| v.as_str())
+            .map(Uuid::try_parse)
+            .transpose()
+            .map_err(|_| unauthorized("malformed_token", "the token's session id is not valid"))?;
+        let mut tx = state
+            .db
+            .begin(TenantContext::none().with_user(user_id))
+            .await?;
+        let live = match session {
+            Some(session) => sessions::is_live(tx.conn(), session, user_id).await?,
+            None => users::profile(tx.conn(), user_id).await?.is_some(),
+        };
+        tx.commit().await?;
+        if !live {
+            return Err(unauthorized(
+                "session_ended",
+                "the session has ended; sign in again",
+            ));
+        }
+        return Ok(Principal::User { user_id, session });
+    }
+
+    let identity = provider.identity(verified).map_err(
+        |crate::auth::providers::ClaimError::Refused { code, message }| unauthorized(code, message),
+    )?;
+    let mut tx = state.db.begin(TenantContext::none()).await?;
+    let synced = users::sync(tx.conn(), &identity).await?;
+    tx.commit().await?;
+    let Synced::Active {
+        user_id,
+        check_invitations,
+        refreshed,
+    } = synced
+    else {
+        return Err(unauthorized(
+            "user_deleted",
+            "this user has been deleted by their identity provider",
+        ));
+    };
+    if check_invitations {
+        teams::accept_invitations(&state.db, user_id).await?;
+    }
+    if refreshed {
+        if let Some(team) = provider.team_claim(verified) {
+            teams::join_team_org(&state.db, user_id, &team).await?;
+        }
+    }
+    Ok(Principal::User {
+        user_id,
+        session: None,
+    })
+}
+
+/// What the caller may do in one org.
+#[derive(Debug, Clone)]
+pub struct OrgAccess {
+    pub org: Org,
+    /// The member's role; `None` for a read token (which may read, nothing more).
+    pub role: Option<Role>,
+    pub principal: Principal,
+}
+
+impl OrgAccess {
+    /// 404 for anyone who is not a member (an org's existence is not revealed), 403 for a
+    /// member whose role is too weak.
+    pub async fn resolve(
+        state: &AppState,
+        principal: Principal,
+        slug: &str,
+    ) -> Result<Self, ApiError> {
+        let not_found = || ApiError::NotFound {
+            message: format!("no organization {slug:?} for you"),
+        };
+        let mut tx = state.db.begin(TenantContext::none()).await?;
+        let org = orgs::by_slug(tx.conn(), slug).await?;
+        tx.commit().await?;
+        let org = org.ok_or_else(not_found)?;
+        let role = match principal {
+            Principal::ReadToken { org_id, .. } if org_id == org.id => None,
+            Principal::ReadToken { .. } => return Err(not_found()),
+            Principal::User { user_id, .. } => {
+                let mut tx = state
+                    .db
+                    .begin(TenantContext::org(org.id).with_user(user_id))
+                    .await?;
+                let role = orgs::role_of(tx.conn(), org.id, user_id).await?;
+                tx.commit().await?;
+                Some(role.ok_or_else(not_found)?)
+            }
+        };
+        Ok(Self {
+            org,
+            role,
+            principal,
+        })
+    }
+
+    /// Refuses unless the caller has at least `needed`. Read tokens count as viewers.
+    pub fn require(&self, needed: Role) -> Result<(), ApiError> {
+        let has = self.role.unwrap_or(Role::Viewer);
+        if has >= needed && (self.role.is_some() || needed == Role::Viewer) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden {
+            code: "insufficient_role",
+            message: format!(
+                "this needs the {} role in {}; you have {}",
+                needed.as_str(),
+                self.org.slug,
+                self.role.map_or("a read token", Role::as_str)
+            ),
+        })
+    }
+
+    pub fn context(&self) -> TenantContext {
+        let context = TenantContext::org(self.org.id);
+        match self.principal.user_id() {
+            Some(user_id) => context.with_user(user_id),
+            None => context,
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Organizations and who may do what in them: roles, memberships, invitations, the audit log.
+//!
+//! Everything here runs in tenant transactions; which org a transaction may touch is fixed when
+//! it begins, so these functions can only ever act on that org.
+
+pub mod audit;
+pub mod members;
+
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::db::sql::{query, query_as};
+use crate::db::DbError;
+
+/// Roles, weakest first: each can do everything the ones before it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything in the org.
+    Viewer,
+    /// Also acts on jobs.
+    Member,
+    /// Also manages tokens, settings and members.
+    Admin,
+    /// Also manages owners and deletes the org.
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Member => "member",
+            Self::Admin => "admin",
+            Self::Owner => "owner",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "viewer" => Some(Self::Viewer),
+            "member" => Some(Self::Member),
+            "admin" => Some(Self::Admin),
+            "owner" => Some(Self::Owner),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Org {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An org as one of its members sees it in a listing.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct MemberOrg {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrgError {
+    #[error("the slug {0:?} is taken")]
+    SlugTaken(String),
+    #[error("a slug is 1 to 63 lowercase letters, digits and inner hyphens; {0:?} is not")]
+    BadSlug(String),
+    #[error("a name is 1 to 200 characters")]
+    BadName,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+pub fn valid_slug(slug: &str) -> bool {
+    let bytes = slug.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// Creates an org in the transaction of `TenantContext::org(id)` (the id chosen beforehand, so
+/// the org and its first owner are written in one transaction).
+pub async fn create(
+    conn: &mut PgConnection,
+    id: Uuid,
+    slug: &str,
+    name: &str,
+    owner: Option<Uuid>,
+) -> Result<Org, OrgError> {
+    if !valid_slug(slug) {
+        return Err(OrgError::BadSlug(slug.to_string()));
+    }
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(OrgError::BadName);
+    }
+    let org: Org = query_as(
+        "INSERT INTO organizations (id, slug, name) VALUES ($1, $2, $3)
+         RETURNING id, slug, name, created_at",
+    )
+    .bind(id)
+    .bind(slug)
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            OrgError::SlugTaken(slug.to_string())
+        }
+        _ => OrgError::Db(e.into()),
+    })?;
+    if let Some(owner) = owner {
+        query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, 'owner')")
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *conn)
+            .await
+            .map_err(DbError::from)?;
+    }
+    Ok(org)
+}
+
+/// The org with `slug`; organizations are global, so this needs no tenant context.
+pub async fn by_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<Org>, DbError> {
+    Ok(
+        query_as("SELECT id, slug, name, created_at FROM organizations WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// The orgs of the user of `conn`'s transaction (`TenantContext::none().with_user(..)`; the
+/// memberships policy shows a user with no org selected their own memberships only).
+pub async fn of_user(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<MemberOrg>, DbError> {
+    Ok(query_as(
+        "SELECT o.id, o.slug, o.name, m.role, o.created_at
+         FROM memberships m JOIN organizations o ON o.id = m.org_id
+         WHERE m.user_id = $1 ORDER BY o.slug",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The role of `user_id` in the org of `conn`'s transaction, if they are a member.
+pub async fn role_of(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<Role>, DbError> {
+    let role: Option<String> = crate::db::sql::query_scalar(
+        "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2",
+    )
+    .bind(org_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(role.as_deref().and_then(Role::parse))
+}
+
+/// Deletes the org of `conn`'s transaction and, through the foreign keys, all of its data.
+pub async fn delete(conn: &mut PgConnection, org_id: Uuid) -> Result<(), DbError> {
+    query("DELETE FROM organizations WHERE id = $1")
+        .bind(org_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
