@@ -1,4 +1,5 @@
-//! Integration tests of fleetmon-server, all against a real PostgreSQL (see `harness`).
+//! Integration tests of fleetmon-server: against a real PostgreSQL (see `harness`) and, for
+//! OpenID Connect, a real provider (see `oidc_provider`).
 
 mod catalog;
 mod cli;
@@ -9,6 +10,8 @@ mod health;
 mod ingest_http;
 mod isolation;
 mod migrations;
+mod oidc_fixture;
+mod oidc_provider;
 mod pgbouncer;
 mod pool_hygiene;
 mod projection;
