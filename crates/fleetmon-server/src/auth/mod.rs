@@ -3,6 +3,8 @@
 
 pub mod local;
 pub mod password;
+pub mod stack_sync;
+pub mod svix;
 pub mod tokens;
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

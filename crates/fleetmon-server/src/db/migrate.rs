@@ -19,11 +19,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Never edit one that has shipped: add the next number.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "schema",
-    sql: include_str!("../../../../migrations/0001_schema.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("../../../../migrations/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "stack_sync",
+        sql: include_str!("../../../../migrations/0002_stack_sync.sql"),
+    },
+];
 
 /// The schema version this build expects.
 pub fn latest_version() -> i64 {
