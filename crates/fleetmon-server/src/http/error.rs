@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fleetmon_proto::ErrorBody;
 
+use crate::auth::stack_sync::StackSyncError;
+use crate::auth::svix::SvixError;
 use crate::db::DbError;
 use crate::ingest::IngestError;
 
@@ -20,6 +22,8 @@ pub enum ApiError {
     Forbidden { code: &'static str, message: String },
     #[error("{message}")]
     NotFound { message: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("{message}")]
     PayloadTooLarge { code: &'static str, message: String },
     #[error("{message}")]
@@ -39,6 +43,7 @@ impl ApiError {
             Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
             Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::PayloadTooLarge { code, .. } => (StatusCode::PAYLOAD_TOO_LARGE, code),
             Self::UnsupportedMediaType { code, .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, code),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
@@ -68,6 +73,37 @@ impl From<IngestError> for ApiError {
                 Self::PayloadTooLarge { code, message }
             }
             _ => Self::BadRequest { code, message },
+        }
+    }
+}
+
+impl From<SvixError> for ApiError {
+    fn from(error: SvixError) -> Self {
+        Self::Unauthorized {
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<StackSyncError> for ApiError {
+    fn from(error: StackSyncError) -> Self {
+        let message = error.to_string();
+        match error {
+            StackSyncError::Malformed(_) => Self::BadRequest {
+                code: "malformed_event",
+                message,
+            },
+            StackSyncError::Replayed(_) => Self::Conflict {
+                code: "replayed_delivery",
+                message,
+            },
+            StackSyncError::Contended => Self::Unavailable {
+                code: "contended",
+                message,
+            },
+            StackSyncError::Db(error) => error.into(),
+            StackSyncError::NoSlug(_) => Self::Internal(message),
         }
     }
 }

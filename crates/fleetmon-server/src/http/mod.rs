@@ -3,6 +3,7 @@
 mod error;
 mod health;
 mod ingest;
+mod webhooks;
 
 use std::future::Future;
 
@@ -13,6 +14,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use webhooks::StackWebhook;
 
 use crate::db::TenantDb;
 use crate::ingest::series::SeriesCache;
@@ -25,6 +27,8 @@ pub struct AppState {
     pub db: TenantDb,
     pub ingest_limits: std::sync::Arc<Limits>,
     pub series: std::sync::Arc<SeriesCache>,
+    /// `None` when Stack webhooks are not configured: the endpoint then answers 404.
+    pub stack_webhook: Option<std::sync::Arc<StackWebhook>>,
 }
 
 impl AppState {
@@ -33,6 +37,14 @@ impl AppState {
             db,
             ingest_limits: std::sync::Arc::new(ingest_limits),
             series: std::sync::Arc::default(),
+            stack_webhook: None,
+        }
+    }
+
+    pub fn with_stack_webhook(self, webhook: StackWebhook) -> Self {
+        Self {
+            stack_webhook: Some(std::sync::Arc::new(webhook)),
+            ..self
         }
     }
 }
@@ -46,6 +58,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/ingest",
             post(ingest::ingest).layer(DefaultBodyLimit::disable()),
         )
+        .route("/api/v1/webhooks/stack", post(webhooks::stack))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
