@@ -13,4 +13,5 @@ mod pgbouncer;
 mod pool_hygiene;
 mod projection;
 mod property;
+mod stack_webhooks;
 mod tenancy;
