@@ -10,6 +10,8 @@ pub mod providers;
 pub mod sessions;
 pub mod settings;
 pub mod signing;
+pub mod stack_sync;
+pub mod svix;
 pub mod teams;
 pub mod throttle;
 pub mod tokens;

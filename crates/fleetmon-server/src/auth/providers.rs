@@ -209,7 +209,7 @@ impl Providers {
             });
         }
         if let Some(stack) = &settings.stack {
-            let issuer = format!("{}/api/v1/projects/{}", stack.api_url, stack.project_id);
+            let issuer = stack.issuer();
             let fetcher = HttpKeyFetcher::new(
                 &format!("{issuer}/.well-known/jwks.json"),
                 CacheSettings::default().fetch_timeout,

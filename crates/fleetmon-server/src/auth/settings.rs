@@ -128,6 +128,13 @@ pub struct StackConfig {
     pub allow_restricted: bool,
 }
 
+impl StackConfig {
+    /// The `iss` of the project's tokens, and the `issuer` of its users in `users`.
+    pub fn issuer(&self) -> String {
+        format!("{}/api/v1/projects/{}", self.api_url, self.project_id)
+    }
+}
+
 /// Resolved settings of one OIDC provider.
 #[derive(Debug, Clone)]
 pub struct OidcConfig {

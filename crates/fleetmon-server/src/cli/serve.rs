@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use super::{open_migrated, ServeArgs};
 use crate::auth::settings::AuthSettings;
+use crate::auth::svix::WebhookSecrets;
 use crate::auth::{signing, Auth};
 use crate::config::{self, FileConfig};
 use crate::db::{partitions, Database, SystemDb, TenantContext, TenantDb};
@@ -57,9 +58,21 @@ pub async fn serve_on(
     .chain(auth.oidc.iter().map(|o| o.name.as_str()))
     .collect();
     tracing::info!(providers = %providers.join(", "), public_url = %auth.public_url, "sign-in providers");
+    let webhook = match &auth.stack {
+        Some(stack) if !stack.webhook_secrets.is_empty() => Some(http::StackWebhook {
+            issuer: stack.issuer(),
+            secrets: WebhookSecrets::parse(&stack.webhook_secrets.join(" "))
+                .context("FLEETMON_STACK_WEBHOOK_SECRET is not usable")?,
+        }),
+        _ => None,
+    };
     let auth = Auth::new(auth, &db.tenant()).context("could not set up sign-in")?;
     let maintenance = tokio::spawn(maintain(db.system(), db.tenant()));
-    let router = http::router(AppState::new(db.tenant(), ingest_limits, auth));
+    let mut state = AppState::new(db.tenant(), ingest_limits, auth);
+    if let Some(webhook) = webhook {
+        state = state.with_stack_webhook(webhook);
+    }
+    let router = http::router(state);
     let served = http::serve(listener, router, shutdown).await;
     maintenance.abort();
     tracing::info!("fleetmon stopped serving");

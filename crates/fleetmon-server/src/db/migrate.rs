@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sign_in",
         sql: include_str!("../../../../migrations/0002_sign_in.sql"),
     },
+    Migration {
+        version: 3,
+        name: "stack_sync",
+        sql: include_str!("../../../../migrations/0003_stack_sync.sql"),
+    },
 ];
 
 /// The schema version this build expects.

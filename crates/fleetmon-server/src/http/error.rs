@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fleetmon_proto::ErrorBody;
 
+use crate::auth::stack_sync::StackSyncError;
+use crate::auth::svix::SvixError;
 use crate::db::DbError;
 use crate::ingest::IngestError;
 
@@ -79,6 +81,37 @@ impl From<IngestError> for ApiError {
                 Self::PayloadTooLarge { code, message }
             }
             _ => Self::BadRequest { code, message },
+        }
+    }
+}
+
+impl From<SvixError> for ApiError {
+    fn from(error: SvixError) -> Self {
+        Self::Unauthorized {
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<StackSyncError> for ApiError {
+    fn from(error: StackSyncError) -> Self {
+        let message = error.to_string();
+        match error {
+            StackSyncError::Malformed(_) => Self::BadRequest {
+                code: "malformed_event",
+                message,
+            },
+            StackSyncError::Replayed(_) => Self::Conflict {
+                code: "replayed_delivery",
+                message,
+            },
+            StackSyncError::Contended => Self::Unavailable {
+                code: "contended",
+                message,
+            },
+            StackSyncError::Db(error) => error.into(),
+            StackSyncError::NoSlug(_) => Self::Internal(message),
         }
     }
 }

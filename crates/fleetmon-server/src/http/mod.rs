@@ -7,6 +7,7 @@ mod health;
 mod ingest;
 mod orgs;
 mod signin;
+mod webhooks;
 
 use std::future::Future;
 
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use webhooks::StackWebhook;
 
 use crate::auth::Auth;
 use crate::db::TenantDb;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub ingest_limits: std::sync::Arc<Limits>,
     pub series: std::sync::Arc<SeriesCache>,
     pub auth: std::sync::Arc<Auth>,
+    /// `None` when Stack webhooks are not configured: the endpoint then answers 404.
+    pub stack_webhook: Option<std::sync::Arc<StackWebhook>>,
 }
 
 impl AppState {
@@ -40,6 +44,14 @@ impl AppState {
             ingest_limits: std::sync::Arc::new(ingest_limits),
             series: std::sync::Arc::default(),
             auth: std::sync::Arc::new(auth),
+            stack_webhook: None,
+        }
+    }
+
+    pub fn with_stack_webhook(self, webhook: StackWebhook) -> Self {
+        Self {
+            stack_webhook: Some(std::sync::Arc::new(webhook)),
+            ..self
         }
     }
 }
@@ -81,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/orgs/{org}/tokens/{id}", delete(orgs::revoke_token))
         .route("/api/v1/orgs/{org}/audit", get(orgs::audit_log))
+        .route("/api/v1/webhooks/stack", post(webhooks::stack))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
         .with_state(state)

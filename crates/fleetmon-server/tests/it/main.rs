@@ -17,4 +17,5 @@ mod pool_hygiene;
 mod projection;
 mod property;
 mod signin;
+mod stack_webhooks;
 mod tenancy;
