@@ -1,8 +1,9 @@
-//! Who is asking: API tokens and built-in accounts (and, as they land, the other sign-in
-//! providers and sessions).
+//! Who is asking: API tokens, built-in accounts and Stack Auth (and, as they land, the other
+//! sign-in providers and sessions).
 
 pub mod local;
 pub mod password;
+pub mod stack;
 pub mod tokens;
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
