@@ -13,4 +13,6 @@ mod pgbouncer;
 mod pool_hygiene;
 mod projection;
 mod property;
+mod stack_client;
+mod stack_standin;
 mod tenancy;
