@@ -10,6 +10,7 @@ pub mod providers;
 pub mod sessions;
 pub mod settings;
 pub mod signing;
+pub mod stack;
 pub mod stack_sync;
 pub mod svix;
 pub mod teams;

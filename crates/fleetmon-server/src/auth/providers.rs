@@ -36,6 +36,9 @@ pub struct Provider {
     pub name: String,
     pub kind: Kind,
     pub verifier: Verifier,
+    /// The `issuer` of this provider's users in `users`: the token issuer, except that Stack's
+    /// regular, restricted and anonymous tokens (each under its own `iss`) are one user base.
+    pub users_issuer: String,
     /// JSON pointer to the claim naming the user's org (OIDC), or Stack's `selected_team_id`.
     pub org_claim: Option<String>,
     pub stack: Option<StackConfig>,
@@ -58,29 +61,17 @@ impl Provider {
     /// ids already and are not synced.
     pub fn identity(&self, token: &VerifiedToken) -> Result<Identity, ClaimError> {
         let claims = &token.claims;
-        if self.kind == Kind::Stack {
-            let stack = self
-                .stack
-                .as_ref()
-                .expect("a Stack provider has Stack settings");
-            let flag = |name: &str| claims.get(name).and_then(Value::as_bool).unwrap_or(false);
-            if flag("is_anonymous") && !stack.allow_anonymous {
-                return Err(ClaimError::Refused {
-                    code: "anonymous_not_allowed",
-                    message: "anonymous Stack users may not sign in here".into(),
-                });
-            }
-            if flag("is_restricted") && !stack.allow_restricted {
-                return Err(ClaimError::Refused {
-                    code: "restricted_not_allowed",
-                    message: "restricted Stack users (e.g. unverified email) may not sign in here"
-                        .into(),
-                });
-            }
+        if let Some(stack) = &self.stack {
+            super::stack::check_claims(&stack.settings, claims).map_err(|e| {
+                ClaimError::Refused {
+                    code: e.code(),
+                    message: e.to_string(),
+                }
+            })?;
         }
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
         Ok(Identity {
-            issuer: self.verifier.policy().issuer.clone(),
+            issuer: self.users_issuer.clone(),
             subject: token.subject.clone(),
             email: text("email").map(|e| e.trim().to_string()),
             email_verified: claims.get("email_verified").and_then(Value::as_bool) == Some(true),
@@ -201,6 +192,7 @@ impl Providers {
                     },
                     keys,
                 ),
+                users_issuer: super::local::ISSUER.into(),
                 org_claim: None,
                 stack: None,
                 oidc: None,
@@ -209,31 +201,40 @@ impl Providers {
             });
         }
         if let Some(stack) = &settings.stack {
-            let issuer = stack.issuer();
-            let fetcher = HttpKeyFetcher::new(
-                &format!("{issuer}/.well-known/jwks.json"),
-                CacheSettings::default().fetch_timeout,
-            )
-            .map_err(|e| ProviderError::Keys(e.to_string()))?;
-            providers.push(Provider {
-                name: "stack".into(),
-                kind: Kind::Stack,
-                verifier: Verifier::new(
-                    IssuerPolicy {
-                        issuer,
-                        audiences: vec![stack.project_id.clone()],
-                        accept_azp: false,
-                        algorithms: vec![Algorithm::ES256],
-                        leeway: LOCAL_LEEWAY,
+            let fetcher: Arc<dyn KeyFetcher> = Arc::new(
+                HttpKeyFetcher::new(
+                    &stack.settings.jwks_url(),
+                    CacheSettings::default().fetch_timeout,
+                )
+                .map_err(|e| ProviderError::Keys(e.to_string()))?,
+            );
+            // One provider per kind of Stack user the settings accept, all on one key set URL.
+            for (index, issuer) in stack.settings.token_issuers().into_iter().enumerate() {
+                providers.push(Provider {
+                    name: if index == 0 {
+                        "stack".into()
+                    } else {
+                        format!("stack-{:?}", issuer.kind).to_lowercase()
                     },
-                    JwksCache::new(Arc::new(fetcher), CacheSettings::default()),
-                ),
-                org_claim: Some("/selected_team_id".into()),
-                stack: Some(stack.clone()),
-                oidc: None,
-                discovery: None,
-                id_tokens: None,
-            });
+                    kind: Kind::Stack,
+                    verifier: Verifier::new(
+                        IssuerPolicy {
+                            issuer: issuer.issuer,
+                            audiences: vec![issuer.audience],
+                            accept_azp: false,
+                            algorithms: vec![Algorithm::ES256],
+                            leeway: LOCAL_LEEWAY,
+                        },
+                        JwksCache::new(fetcher.clone(), CacheSettings::default()),
+                    ),
+                    users_issuer: stack.settings.issuer(),
+                    org_claim: Some("/selected_team_id".into()),
+                    stack: Some(stack.clone()),
+                    oidc: None,
+                    discovery: None,
+                    id_tokens: None,
+                });
+            }
         }
         for oidc in &settings.oidc {
             let discovery = Arc::new(super::oidc::Discovery::new(&oidc.issuer, http.clone()));
@@ -269,6 +270,7 @@ impl Providers {
                 name: oidc.name.clone(),
                 kind: Kind::Oidc,
                 verifier: Verifier::new(policy, JwksCache::new(fetcher, CacheSettings::default())),
+                users_issuer: oidc.issuer.clone(),
                 org_claim: oidc.org_claim.clone(),
                 stack: None,
                 oidc: Some(oidc.clone()),

@@ -7,10 +7,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use super::stack::{StackSettings, DEFAULT_API_URL};
 use crate::config::FileConfig;
-
-/// Stack's hosted API; self-hosted Stack sets `FLEETMON_STACK_API_URL`.
-pub const STACK_HOSTED_API: &str = "https://api.stack-auth.com";
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct AuthArgs {
@@ -43,6 +41,12 @@ pub struct AuthArgs {
     /// Stack Auth API base URL, for self-hosted Stack [default: Stack's hosted API]
     #[arg(long, env = "FLEETMON_STACK_API_URL", value_name = "URL")]
     pub stack_api_url: Option<String>,
+    /// Accept Stack's anonymous users [default: false]
+    #[arg(long, env = "FLEETMON_STACK_ALLOW_ANONYMOUS", value_name = "BOOL")]
+    pub stack_allow_anonymous: Option<bool>,
+    /// Accept Stack's restricted users, e.g. with an unverified email [default: false]
+    #[arg(long, env = "FLEETMON_STACK_ALLOW_RESTRICTED", value_name = "BOOL")]
+    pub stack_allow_restricted: Option<bool>,
     /// Stack webhook signing secret(s) (whsec_…), whitespace-separated during rotation
     #[arg(
         long,
@@ -85,10 +89,8 @@ pub struct StackFile {
     pub secret_server_key: Option<String>,
     pub api_url: Option<String>,
     pub webhook_secret: Option<String>,
-    #[serde(default)]
-    pub allow_anonymous: bool,
-    #[serde(default)]
-    pub allow_restricted: bool,
+    pub allow_anonymous: Option<bool>,
+    pub allow_restricted: Option<bool>,
 }
 
 /// One `[[oidc]]` table in fleetmon.toml (several issuers at once).
@@ -119,20 +121,9 @@ pub struct OidcFile {
 /// Resolved settings of the Stack provider.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
-    pub api_url: String,
-    pub project_id: String,
-    pub publishable_client_key: Option<String>,
-    pub secret_server_key: Option<String>,
+    pub settings: StackSettings,
+    /// Webhook signing secrets; empty when webhooks are not used. Never logged.
     pub webhook_secrets: Vec<String>,
-    pub allow_anonymous: bool,
-    pub allow_restricted: bool,
-}
-
-impl StackConfig {
-    /// The `iss` of the project's tokens, and the `issuer` of its users in `users`.
-    pub fn issuer(&self) -> String {
-        format!("{}/api/v1/projects/{}", self.api_url, self.project_id)
-    }
 }
 
 /// Resolved settings of one OIDC provider.
@@ -190,6 +181,8 @@ pub enum SettingsError {
     Name(String),
     #[error("the org claim {0:?} is not a JSON pointer (it starts with /, e.g. /org_id)")]
     OrgClaim(String),
+    #[error(transparent)]
+    Stack(#[from] super::stack::StackError),
 }
 
 /// True for https, and for http on a loopback host only.
@@ -323,22 +316,11 @@ impl AuthArgs {
         let stack = env_fallback(&self.stack_project_id, "NEXT_PUBLIC_STACK_PROJECT_ID")
             .or(stack_file.project_id.clone())
             .map(|project_id| {
-                let api_url = self
-                    .stack_api_url
-                    .clone()
-                    .or(stack_file.api_url.clone())
-                    .unwrap_or_else(|| STACK_HOSTED_API.to_string())
-                    .trim_end_matches('/')
-                    .to_string();
-                if !acceptable_url(&api_url) {
-                    return Err(SettingsError::Url {
-                        what: "the Stack API URL",
-                        url: api_url,
-                    });
-                }
-                Ok(StackConfig {
-                    api_url,
-                    project_id,
+                let settings = StackSettings {
+                    api_url: env_fallback(&self.stack_api_url, "NEXT_PUBLIC_STACK_API_URL")
+                        .or(stack_file.api_url.clone())
+                        .unwrap_or_else(|| DEFAULT_API_URL.to_string()),
+                    project_id: project_id.trim().to_string(),
                     publishable_client_key: env_fallback(
                         &self.stack_publishable_client_key,
                         "NEXT_PUBLIC_STACK_PUBLISHABLE_CLIENT_KEY",
@@ -349,14 +331,24 @@ impl AuthArgs {
                         "STACK_SECRET_SERVER_KEY",
                     )
                     .or(stack_file.secret_server_key.clone()),
+                    allow_anonymous: self
+                        .stack_allow_anonymous
+                        .or(stack_file.allow_anonymous)
+                        .unwrap_or(false),
+                    allow_restricted: self
+                        .stack_allow_restricted
+                        .or(stack_file.allow_restricted)
+                        .unwrap_or(false),
+                };
+                settings.validate()?;
+                Ok::<_, SettingsError>(StackConfig {
+                    settings,
                     webhook_secrets: self
                         .stack_webhook_secret
                         .clone()
                         .or(stack_file.webhook_secret.clone())
                         .map(|s| s.split_whitespace().map(str::to_string).collect())
                         .unwrap_or_default(),
-                    allow_anonymous: stack_file.allow_anonymous,
-                    allow_restricted: stack_file.allow_restricted,
                 })
             })
             .transpose()?;

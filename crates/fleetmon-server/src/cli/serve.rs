@@ -60,7 +60,7 @@ pub async fn serve_on(
     tracing::info!(providers = %providers.join(", "), public_url = %auth.public_url, "sign-in providers");
     let webhook = match &auth.stack {
         Some(stack) if !stack.webhook_secrets.is_empty() => Some(http::StackWebhook {
-            issuer: stack.issuer(),
+            issuer: stack.settings.issuer(),
             secrets: WebhookSecrets::parse(&stack.webhook_secrets.join(" "))
                 .context("FLEETMON_STACK_WEBHOOK_SECRET is not usable")?,
         }),

@@ -17,5 +17,7 @@ mod pool_hygiene;
 mod projection;
 mod property;
 mod signin;
+mod stack_client;
+mod stack_standin;
 mod stack_webhooks;
 mod tenancy;
