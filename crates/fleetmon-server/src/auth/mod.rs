@@ -1,6 +1,8 @@
 //! Who is asking: API tokens and built-in accounts (and, as they land, the other sign-in
 //! providers and sessions).
 
+pub mod jwks;
+pub mod jwt;
 pub mod local;
 pub mod password;
 pub mod tokens;
