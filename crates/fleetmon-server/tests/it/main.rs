@@ -8,6 +8,8 @@ mod harness;
 mod health;
 mod ingest_http;
 mod isolation;
+mod jwt_keys;
+mod jwt_verify;
 mod migrations;
 mod pgbouncer;
 mod pool_hygiene;
