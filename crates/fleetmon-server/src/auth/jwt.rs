@@ -163,7 +163,7 @@ impl<'de> Deserialize<'de> for UniqueObject {
     }
 }
 
-/// A token split into its parts, each decoded and shaped as JWS requires; nothing checked yet.
+/// A token split into its parts, each decoded and shaped as JWS requires; nothing verified yet.
 struct Compact<'a> {
     alg: String,
     kid: Option<String>,
