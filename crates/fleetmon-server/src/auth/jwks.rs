@@ -337,7 +337,7 @@ impl KeySet {
 pub struct CacheSettings {
     /// Keys older than this are fetched again before use.
     pub ttl: Duration,
-    /// At most one fetch per interval for an unknown `kid`, and after a failed fetch.
+    /// At most one fetch per interval for unknown `kid`s; also the wait after a failed fetch.
     pub min_refresh_interval: Duration,
     /// How long one fetch may take before the last good keys are used instead.
     pub fetch_timeout: Duration,
@@ -360,23 +360,25 @@ struct State {
     keys: Option<Arc<KeySet>>,
     last_attempt: Option<Instant>,
     last_failed: bool,
+    /// The last fetch made for an unknown `kid`: the rate limit of such fetches.
+    last_unknown_kid_fetch: Option<Instant>,
     /// Completed fetch attempts, so a caller that waited for the fetch lock can tell that
     /// someone else fetched meanwhile.
     attempts: u64,
 }
 
-impl State {
-    fn attempted_within(&self, interval: Duration) -> bool {
-        self.last_attempt.is_some_and(|at| at.elapsed() < interval)
-    }
+fn within(at: Option<Instant>, interval: Duration) -> bool {
+    at.is_some_and(|at| at.elapsed() < interval)
+}
 
+impl State {
     fn expired(&self, settings: &CacheSettings) -> bool {
         let stale = self
             .keys
             .as_ref()
             .is_none_or(|keys| keys.fetched_at.elapsed() >= settings.ttl);
         // After a failure, back off instead of fetching on every request.
-        stale && !(self.last_failed && self.attempted_within(settings.min_refresh_interval))
+        stale && !(self.last_failed && within(self.last_attempt, settings.min_refresh_interval))
     }
 }
 
@@ -421,14 +423,11 @@ impl JwksCache {
 
     /// The key a token names (or the only key, when it names none).
     pub(crate) async fn key(&self, kid: Option<&str>) -> Result<Arc<VerifyKey>, TokenError> {
-        let mut state = self.state();
-        if state.expired(&self.settings) {
-            state = self.refresh(state.attempts, Trigger::Expired).await;
-        }
+        let state = self.refresh(self.state(), Trigger::Expired).await;
         let keys = state.keys.as_ref().ok_or(TokenError::KeysUnavailable)?;
         match keys.find(kid) {
             Err(TokenError::UnknownKey) if kid.is_some() => {
-                let state = self.refresh(state.attempts, Trigger::UnknownKey).await;
+                let state = self.refresh(state, Trigger::UnknownKey).await;
                 let keys = state.keys.as_ref().ok_or(TokenError::KeysUnavailable)?;
                 keys.find(kid)
             }
@@ -436,16 +435,26 @@ impl JwksCache {
         }
     }
 
-    /// Fetches unless someone else did while this caller waited for its turn, or the trigger
-    /// is not due (yet); returns the state after.
-    async fn refresh(&self, seen_attempts: u64, trigger: Trigger) -> State {
+    fn due(&self, state: &State, trigger: Trigger) -> bool {
+        match trigger {
+            Trigger::Expired => state.expired(&self.settings),
+            Trigger::UnknownKey => !within(
+                state.last_unknown_kid_fetch,
+                self.settings.min_refresh_interval,
+            ),
+        }
+    }
+
+    /// Fetches if `trigger` is due and no one else fetched since `seen` (while this caller
+    /// waited for its turn, say); returns the state after.
+    async fn refresh(&self, seen: State, trigger: Trigger) -> State {
+        // Checked before waiting, too, so that refused kids never queue behind a slow fetch.
+        if !self.due(&seen, trigger) {
+            return seen;
+        }
         let _turn = self.fetching.lock().await;
         let state = self.state();
-        let due = match trigger {
-            Trigger::Expired => state.expired(&self.settings),
-            Trigger::UnknownKey => !state.attempted_within(self.settings.min_refresh_interval),
-        };
-        if state.attempts != seen_attempts || !due {
+        if state.attempts != seen.attempts || !self.due(&state, trigger) {
             return state;
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
@@ -458,6 +467,9 @@ impl JwksCache {
         state.attempts += 1;
         state.last_attempt = Some(Instant::now());
         state.last_failed = fetched.is_err();
+        if matches!(trigger, Trigger::UnknownKey) {
+            state.last_unknown_kid_fetch = state.last_attempt;
+        }
         match fetched {
             Ok(keys) => state.keys = Some(Arc::new(keys)),
             Err(error) => tracing::warn!(
@@ -538,7 +550,7 @@ mod tests {
     fn keys_verify_only_the_algorithms_of_their_type() {
         let set = key_set(json!([ed("a")]));
         let key = set.find(Some("a")).unwrap();
-        // Wrong type for the key: refused before the primitive runs (which would panic).
+        // Wrong type for the key: refused before the primitive runs.
         assert!(!key.verifies(Algorithm::RS256, b"m", "c2ln"));
         assert!(!key.verifies(Algorithm::ES256, b"m", "c2ln"));
         assert!(!key.verifies(Algorithm::HS256, b"m", "c2ln"));

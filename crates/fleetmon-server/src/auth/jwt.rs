@@ -163,9 +163,13 @@ impl<'de> Deserialize<'de> for UniqueObject {
     }
 }
 
-/// A token split into its parts, each decoded and shaped as JWS requires; nothing checked yet.
+/// A token split into its parts, each decoded and shaped as JWS requires; nothing verified yet.
 struct Compact<'a> {
-    header: Map<String, Value>,
+    alg: String,
+    kid: Option<String>,
+    /// Whether the header has `crit` (RFC 7515 §4.1.11: extensions the recipient must
+    /// understand; fleetmon understands none).
+    critical: bool,
     claims: Map<String, Value>,
     /// `header.payload` as sent: what the signature covers.
     signing_input: &'a str,
@@ -197,8 +201,20 @@ impl<'a> Compact<'a> {
         else {
             return Err(TokenError::Malformed("not three dot-separated segments"));
         };
+        let mut fields =
+            decode_object(header, "the header is not a JSON object with unique names")?;
+        let Some(Value::String(alg)) = fields.remove("alg") else {
+            return Err(TokenError::Malformed("the header has no alg string"));
+        };
+        let kid = match fields.remove("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid),
+            Some(_) => return Err(TokenError::Malformed("kid is not a string")),
+        };
         Ok(Self {
-            header: decode_object(header, "the header is not a JSON object with unique names")?,
+            alg,
+            kid,
+            critical: fields.contains_key("crit"),
             claims: decode_object(
                 payload,
                 "the payload is not a JSON object with unique names",
@@ -209,22 +225,10 @@ impl<'a> Compact<'a> {
         })
     }
 
-    /// The header's `alg`, once the header's shape is known to be acceptable.
     fn algorithm(&self, policy: &IssuerPolicy) -> Result<Algorithm, TokenError> {
-        let Some(Value::String(alg)) = self.header.get("alg") else {
-            return Err(TokenError::Malformed("the header has no alg string"));
-        };
-        match Algorithm::from_str(alg) {
+        match Algorithm::from_str(&self.alg) {
             Ok(algorithm) if policy.allows(algorithm) => Ok(algorithm),
             known => Err(TokenError::AlgorithmNotAllowed(known.ok())),
-        }
-    }
-
-    fn key_id(&self) -> Result<Option<&str>, TokenError> {
-        match self.header.get("kid") {
-            None => Ok(None),
-            Some(Value::String(kid)) => Ok(Some(kid)),
-            Some(_) => Err(TokenError::Malformed("kid is not a string")),
         }
     }
 }
@@ -260,20 +264,17 @@ impl Verifier {
 
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let token = Compact::parse(token)?;
-        if token.header.contains_key("crit") {
-            // RFC 7515 §4.1.11: extensions listed there must be understood; none are.
+        if token.critical {
             return Err(TokenError::UnsupportedHeader);
         }
-        let key_id = token.key_id()?;
         let algorithm = token.algorithm(&self.policy)?;
-        let key = self.keys.key(key_id).await?;
+        let key = self.keys.key(token.kid.as_deref()).await?;
         if token.signature_is_empty
             || !key.verifies(algorithm, token.signing_input.as_bytes(), token.signature)
         {
             return Err(TokenError::BadSignature);
         }
-        let key_id = key_id.map(str::to_owned);
-        check_claims(&self.policy, token.claims, unix_now(), algorithm, key_id)
+        check_claims(&self.policy, token.claims, unix_now(), algorithm, token.kid)
     }
 }
 

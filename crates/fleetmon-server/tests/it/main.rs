@@ -9,6 +9,8 @@ mod harness;
 mod health;
 mod ingest_http;
 mod isolation;
+mod jwt_keys;
+mod jwt_verify;
 mod migrations;
 mod oidc_fixture;
 mod oidc_provider;
