@@ -42,6 +42,8 @@ pub struct Auth {
     pub settings: settings::AuthSettings,
     pub providers: providers::Providers,
     pub http: reqwest::Client,
+    /// Stack's client API, for sign-in from fleetmon's own page and refresh.
+    pub stack: Option<stack::StackClient>,
 }
 
 impl Auth {
@@ -57,10 +59,17 @@ impl Auth {
             .build()
             .map_err(|e| providers::ProviderError::Keys(e.to_string()))?;
         let providers = providers::Providers::new(&settings, db, &http)?;
+        let stack = settings
+            .stack
+            .as_ref()
+            .map(|stack| stack::StackClient::new(stack.settings.clone()))
+            .transpose()
+            .map_err(|e| providers::ProviderError::Keys(e.to_string()))?;
         Ok(Self {
             settings,
             providers,
             http,
+            stack,
         })
     }
 }

@@ -151,7 +151,6 @@ impl KeyFetcher for DiscoveredKeys {
 pub struct Providers {
     by_issuer: HashMap<String, Arc<Provider>>,
     by_name: HashMap<String, Arc<Provider>>,
-    local: Option<Arc<Provider>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +168,9 @@ impl Providers {
         http: &reqwest::Client,
     ) -> Result<Self, ProviderError> {
         let mut providers = Vec::new();
-        if settings.local {
+        // fleetmon's own tokens carry every browser session, whichever provider signed the user
+        // in, so they are always verified; `settings.local` only governs built-in accounts.
+        {
             let keys = JwksCache::new(
                 Arc::new(DatabaseKeys { db: db.clone() }),
                 CacheSettings {
@@ -280,23 +281,15 @@ impl Providers {
         }
         let mut by_issuer = HashMap::new();
         let mut by_name = HashMap::new();
-        let mut local = None;
         for provider in providers {
             let provider = Arc::new(provider);
             let issuer = provider.verifier.policy().issuer.clone();
             if by_issuer.insert(issuer.clone(), provider.clone()).is_some() {
                 return Err(ProviderError::DuplicateIssuer(issuer));
             }
-            by_name.insert(provider.name.clone(), provider.clone());
-            if provider.kind == Kind::Local {
-                local = Some(provider);
-            }
+            by_name.insert(provider.name.clone(), provider);
         }
-        Ok(Self {
-            by_issuer,
-            by_name,
-            local,
-        })
+        Ok(Self { by_issuer, by_name })
     }
 
     /// Verifies `token` with the provider its `iss` names.
@@ -308,10 +301,6 @@ impl Providers {
             .ok_or(TokenError::UnknownIssuer)?;
         let verified = provider.verifier.verify(token).await?;
         Ok((provider.clone(), verified))
-    }
-
-    pub fn local(&self) -> Option<&Arc<Provider>> {
-        self.local.as_ref()
     }
 
     pub fn named(&self, name: &str) -> Option<&Arc<Provider>> {

@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(signin::jwks))
         .route("/auth/providers", get(signin::providers))
         .route("/auth/local/sign-in", post(signin::local_sign_in))
+        .route("/auth/stack/sign-in", post(signin::stack_sign_in))
         .route("/auth/refresh", post(signin::refresh))
         .route("/auth/sign-out", post(signin::sign_out))
         .route("/auth/oidc/{name}/start", get(signin::oidc_start))

@@ -16,6 +16,7 @@ use super::auth::{check_csrf, unauthorized, user_of, ClientAddr, Principal};
 use super::{cookies, ApiError, AppState};
 use crate::auth::providers::{sign_access_token, Kind, ACCESS_TOKEN_TTL};
 use crate::auth::sessions::{self, SESSION_LIFETIME};
+use crate::auth::stack::{StackClient, StackError};
 use crate::auth::throttle::Attempt;
 use crate::auth::{local, oidc, signing};
 use crate::db::TenantContext;
@@ -62,7 +63,7 @@ pub async fn local_sign_in(
     Json(body): Json<PasswordSignIn>,
 ) -> Result<Response, ApiError> {
     check_sign_in_origin(&state, &headers)?;
-    if state.auth.providers.local().is_none() {
+    if !state.auth.settings.local {
         return Err(ApiError::NotFound {
             message: "built-in accounts are turned off here".into(),
         });
@@ -90,6 +91,90 @@ pub async fn local_sign_in(
             start_session(&state, user_id, "local", &headers, addr, None).await
         }
     }
+}
+
+fn stack_failed(error: StackError) -> ApiError {
+    match error {
+        StackError::InvalidCredentials => {
+            unauthorized("invalid_credentials", "wrong email or password")
+        }
+        StackError::SessionEnded => unauthorized(
+            "session_ended",
+            "the Stack Auth session has ended; sign in again",
+        ),
+        StackError::Unreachable(_) => ApiError::Unavailable {
+            code: "identity_provider_unavailable",
+            message: error.to_string(),
+        },
+        other => ApiError::BadGateway {
+            code: "identity_provider_unavailable",
+            message: other.to_string(),
+        },
+    }
+}
+
+fn stack_client(state: &AppState) -> Result<&StackClient, ApiError> {
+    state.auth.stack.as_ref().ok_or_else(|| ApiError::NotFound {
+        message: "Stack Auth is not configured here".into(),
+    })
+}
+
+/// The user a provider's freshly issued token stands for, with the org its team claim names.
+async fn signed_in_user(state: &AppState, token: &str) -> Result<Uuid, ApiError> {
+    let (provider, verified) = state.auth.providers.verify(token).await?;
+    let Principal::User { user_id, .. } = user_of(state, &provider, &verified).await? else {
+        unreachable!("a JWT names a user");
+    };
+    if let Some(team) = provider.team_claim(&verified) {
+        crate::auth::teams::join_team_org(&state.db, user_id, &team).await?;
+    }
+    Ok(user_id)
+}
+
+/// `POST /auth/stack/sign-in` `{"email","password"}`: signs in through Stack's client API; the
+/// access token Stack returns is verified against Stack's JWKS like any bearer.
+pub async fn stack_sign_in(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Json(body): Json<PasswordSignIn>,
+) -> Result<Response, ApiError> {
+    check_sign_in_origin(&state, &headers)?;
+    let client = stack_client(&state)?;
+    let attempt = Attempt::new(&body.email, addr);
+    let mut tx = state.db.begin(TenantContext::none()).await?;
+    let locked = attempt.locked_for(tx.conn()).await?;
+    tx.commit().await?;
+    if let Some(seconds) = locked {
+        return Err(too_many(seconds));
+    }
+    let session = match client
+        .sign_in_password(body.email.trim(), &body.password)
+        .await
+    {
+        Ok(session) => session,
+        Err(error) => {
+            if matches!(error, StackError::InvalidCredentials) {
+                let mut tx = state.db.begin(TenantContext::none()).await?;
+                attempt.failed(tx.conn()).await?;
+                tx.commit().await?;
+            }
+            return Err(stack_failed(error));
+        }
+    };
+    let user_id = signed_in_user(&state, &session.access_token).await?;
+    let mut tx = state.db.begin(TenantContext::none()).await?;
+    attempt.succeeded(tx.conn()).await?;
+    tx.commit().await?;
+    start_session(
+        &state,
+        user_id,
+        "stack",
+        &headers,
+        addr,
+        Some(&session.refresh_token),
+    )
+    .await
 }
 
 /// Opens a session and answers with its cookies and the signed-in user.
@@ -193,12 +278,31 @@ pub async fn refresh(
     let mut tx = state.db.begin(TenantContext::none()).await?;
     let session = sessions::refresh(tx.conn(), secret).await?;
     tx.commit().await?;
-    let Some(session) = session else {
+    let ended = || {
         let mut response =
             unauthorized("session_ended", "the session has ended; sign in again").into_response();
         clear_cookies(&mut response, state.auth.settings.secure_cookies());
-        return Ok(response);
+        response
     };
+    let Some(session) = session else {
+        return Ok(ended());
+    };
+    if session.provider == "stack" {
+        // The session lives only as long as Stack keeps refreshing it.
+        let client = stack_client(&state)?;
+        let stack_refresh = cookies::get(&headers, cookies::STACK_REFRESH).unwrap_or_default();
+        let refreshed = match client.refresh(stack_refresh).await {
+            Ok(token) => Some(signed_in_user(&state, &token).await?),
+            Err(StackError::SessionEnded) => None,
+            Err(error) => return Err(stack_failed(error)),
+        };
+        if refreshed != Some(session.user_id) {
+            let mut tx = state.db.begin(TenantContext::none()).await?;
+            sessions::revoke(tx.conn(), session.id).await?;
+            tx.commit().await?;
+            return Ok(ended());
+        }
+    }
     let mut tx = state
         .db
         .begin(TenantContext::none().with_user(session.user_id))
@@ -235,10 +339,22 @@ pub async fn sign_out(
     check_csrf(&method, &headers)?;
     if let Some(secret) = cookies::get(&headers, cookies::REFRESH) {
         let mut tx = state.db.begin(TenantContext::none()).await?;
-        if let Some(session) = sessions::refresh(tx.conn(), secret).await? {
+        let session = sessions::refresh(tx.conn(), secret).await?;
+        if let Some(session) = &session {
             sessions::revoke(tx.conn(), session.id).await?;
         }
         tx.commit().await?;
+        let stack_refresh = cookies::get(&headers, cookies::STACK_REFRESH);
+        if let (Some(session), Some(client), Some(token)) =
+            (session, state.auth.stack.as_ref(), stack_refresh)
+        {
+            if session.provider == "stack" {
+                // Ending Stack's session too is a courtesy: ours is already revoked.
+                if let Err(error) = client.sign_out(token).await {
+                    tracing::warn!(%error, "could not end the Stack Auth session at sign-out");
+                }
+            }
+        }
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     clear_cookies(&mut response, state.auth.settings.secure_cookies());
@@ -251,6 +367,7 @@ pub async fn providers(State(state): State<AppState>) -> Json<Value> {
         .auth
         .providers
         .all()
+        .filter(|p| p.kind != Kind::Local || state.auth.settings.local)
         .map(|p| {
             let (kind, display, browser) = match p.kind {
                 Kind::Local => ("local", "fleetmon account".to_string(), true),
@@ -474,6 +591,9 @@ pub async fn oidc_callback(
     let Principal::User { user_id, .. } = user_of(&state, &provider, &verified).await? else {
         unreachable!("a JWT names a user");
     };
+    if let Some(team) = provider.team_claim(&verified) {
+        crate::auth::teams::join_team_org(&state.db, user_id, &team).await?;
+    }
     let mut response = start_session(&state, user_id, &name, &headers, addr, None).await?;
     *response.status_mut() = StatusCode::SEE_OTHER;
     response.headers_mut().insert(

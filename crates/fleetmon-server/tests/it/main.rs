@@ -20,6 +20,7 @@ mod projection;
 mod property;
 mod signin;
 mod stack_client;
+mod stack_signin;
 mod stack_standin;
 mod stack_webhooks;
 mod tenancy;

@@ -1,0 +1,211 @@
+//! Stack Auth through fleetmon, against the local stand-in of Stack's API: sign-in from
+//! fleetmon's page, refresh through Stack, `selected_team_id` becoming org membership, bearer
+//! tokens verified against Stack's JWKS, and the tokens fleetmon must refuse.
+
+use fleetmon_server::auth::settings::{AuthSettings, StackConfig};
+use fleetmon_server::auth::stack::StackUserKind;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::harness::{self, TestDb};
+use crate::signin::{error_code, Browser};
+use crate::stack_standin::StackStandin;
+
+const PASSWORD: &str = "stack user password";
+
+async fn app(stack: &StackStandin) -> (TestDb, String) {
+    let db = TestDb::new().await;
+    let settings = AuthSettings {
+        public_url: harness::TEST_PUBLIC_URL.into(),
+        local: false,
+        stack: Some(StackConfig {
+            settings: stack.settings(),
+            webhook_secrets: Vec::new(),
+        }),
+        oidc: Vec::new(),
+    };
+    let base = harness::spawn_app(db.tenant(), Default::default(), settings).await;
+    (db, base)
+}
+
+async fn stack_sign_in(browser: &mut Browser, email: &str) -> reqwest::Response {
+    browser
+        .send(
+            Method::POST,
+            "/auth/stack/sign-in",
+            Some(json!({ "email": email, "password": PASSWORD })),
+            false,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn sign_in_maps_the_selected_team_to_an_org_and_refreshes_through_stack() {
+    let stack = StackStandin::start().await;
+    let (_db, base) = app(&stack).await;
+    let alice = stack.add_user("alice@example.com", PASSWORD);
+    let bob = stack.add_user("bob@example.com", PASSWORD);
+    let team = stack.add_team(&[&alice, &bob]);
+    stack.select_team(&alice, Some(&team));
+    stack.select_team(&bob, Some(&team));
+
+    let mut browser = Browser::new(&base);
+    let wrong = browser
+        .send(
+            Method::POST,
+            "/auth/stack/sign-in",
+            Some(json!({ "email": "alice@example.com", "password": "wrong password!" })),
+            false,
+        )
+        .await;
+    assert_eq!(
+        error_code(wrong).await,
+        (StatusCode::UNAUTHORIZED, "invalid_credentials".into())
+    );
+    assert_eq!(
+        stack_sign_in(&mut browser, "alice@example.com")
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        browser.cookies.contains_key("fm_stack_refresh"),
+        "Stack's refresh token stays server-bound in an HttpOnly cookie"
+    );
+    let me: Value = browser
+        .send(Method::GET, "/api/v1/me", None, false)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["email"], "alice@example.com", "{me}");
+    assert_eq!(
+        me["orgs"][0]["role"], "owner",
+        "the first user of a new team owns its org"
+    );
+    let slug = me["orgs"][0]["slug"].as_str().unwrap().to_string();
+
+    let mut bobs = Browser::new(&base);
+    assert_eq!(
+        stack_sign_in(&mut bobs, "bob@example.com").await.status(),
+        200
+    );
+    let show: Value = bobs
+        .send(Method::GET, &format!("/api/v1/orgs/{slug}"), None, false)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(show["role"], "member");
+
+    let refreshes = stack.requests("/api/v1/auth/sessions/current/refresh");
+    assert_eq!(
+        browser
+            .send(Method::POST, "/auth/refresh", None, true)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        stack.requests("/api/v1/auth/sessions/current/refresh"),
+        refreshes + 1,
+        "refresh goes through Stack"
+    );
+
+    // Stack ends the session: fleetmon's refresh fails and its session is revoked too.
+    stack.revoke_sessions(&alice);
+    let refused = browser
+        .send(Method::POST, "/auth/refresh", None, true)
+        .await;
+    assert_eq!(
+        error_code(refused).await,
+        (StatusCode::UNAUTHORIZED, "session_ended".into())
+    );
+}
+
+#[tokio::test]
+async fn stack_bearer_tokens_are_verified_locally_and_keys_rotate_without_restart() {
+    let stack = StackStandin::start().await;
+    let (_db, base) = app(&stack).await;
+    let carol = stack.add_user("carol@example.com", PASSWORD);
+    let client = reqwest::Client::new();
+    let me = |token: String| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/me");
+        async move { client.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let token = stack.mint(&stack.claims_for(&carol));
+    let response = me(token.clone()).await;
+    assert_eq!(response.status(), 200);
+    let jwks_fetches = stack.requests(&format!(
+        "/api/v1/projects/{}/.well-known/jwks.json",
+        stack.settings().project_id
+    ));
+    assert_eq!(me(token).await.status(), 200);
+    assert_eq!(
+        stack.requests(&format!(
+            "/api/v1/projects/{}/.well-known/jwks.json",
+            stack.settings().project_id
+        )),
+        jwks_fetches,
+        "no call to Stack per request"
+    );
+
+    stack.rotate_keys();
+    let rotated = stack.mint(&stack.claims_for(&carol));
+    let kid = jsonwebtoken::decode_header(&rotated).unwrap().kid.unwrap();
+    assert_eq!(kid, stack.current_kid(StackUserKind::Regular));
+    assert_eq!(
+        me(rotated).await.status(),
+        200,
+        "a new kid is fetched without a restart"
+    );
+
+    // Another Stack project's token: a different issuer.
+    let mut other = stack.claims_for(&carol);
+    other.insert(
+        "iss".into(),
+        json!(format!(
+            "{}/api/v1/projects/another-project",
+            stack.settings().api_url
+        )),
+    );
+    other.insert("aud".into(), json!("another-project"));
+    assert_eq!(
+        error_code(me(stack.mint(&other)).await).await,
+        (StatusCode::UNAUTHORIZED, "unknown_issuer".into())
+    );
+    // Right issuer, another project's audience.
+    let mut audience = stack.claims_for(&carol);
+    audience.insert("aud".into(), json!("another-project"));
+    assert_eq!(
+        error_code(me(stack.mint(&audience)).await).await,
+        (StatusCode::UNAUTHORIZED, "bad_audience".into())
+    );
+    // Anonymous users are refused unless enabled, whichever issuer they come under.
+    let mut anonymous = stack.claims_for(&carol);
+    anonymous.insert("is_anonymous".into(), json!(true));
+    assert_eq!(
+        error_code(me(stack.mint(&anonymous)).await).await,
+        (StatusCode::UNAUTHORIZED, "anonymous_not_allowed".into())
+    );
+    let mut anon_issuer = anonymous.clone();
+    anon_issuer.insert(
+        "iss".into(),
+        json!(stack.settings().issuer_of(StackUserKind::Anonymous).issuer),
+    );
+    anon_issuer.insert(
+        "aud".into(),
+        json!(format!("{}:anon", stack.settings().project_id)),
+    );
+    assert_eq!(
+        error_code(me(stack.mint(&anon_issuer)).await).await,
+        (StatusCode::UNAUTHORIZED, "unknown_issuer".into())
+    );
+    let mut restricted = stack.claims_for(&carol);
+    restricted.insert("is_restricted".into(), json!(true));
+    assert_eq!(
+        error_code(me(stack.mint(&restricted)).await).await,
+        (StatusCode::UNAUTHORIZED, "restricted_not_allowed".into())
+    );
+}
