@@ -125,7 +125,22 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
 }
 
-/// Exchanges an authorization code at the token endpoint, authenticating as the client.
+/// `application/x-www-form-urlencoded` encoding, which RFC 6749 §2.3.1 applies to the client id
+/// and secret before they go into HTTP Basic authentication.
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Exchanges an authorization code at the token endpoint, authenticating as the client with
+/// HTTP Basic (`client_secret_basic`, the default of OpenID Connect), or as a public client.
 pub async fn exchange_code(
     http: &reqwest::Client,
     token_endpoint: &str,
@@ -135,19 +150,18 @@ pub async fn exchange_code(
     redirect_uri: &str,
     code_verifier: &str,
 ) -> Result<TokenResponse, OidcError> {
-    let mut form = vec![
+    let form = [
         ("grant_type", "authorization_code"),
         ("code", code),
         ("redirect_uri", redirect_uri),
         ("code_verifier", code_verifier),
         ("client_id", client_id),
     ];
+    let mut request = http.post(token_endpoint).form(&form);
     if let Some(secret) = client_secret {
-        form.push(("client_secret", secret));
+        request = request.basic_auth(form_encode(client_id), Some(form_encode(secret)));
     }
-    let response = http
-        .post(token_endpoint)
-        .form(&form)
+    let response = request
         .send()
         .await
         .map_err(|e| OidcError::Unreachable(e.without_url().to_string()))?;
@@ -213,4 +227,26 @@ pub async fn take_login(
         nonce,
         return_to,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_credentials_are_form_encoded_for_basic_auth() {
+        assert_eq!(form_encode("abc-._~XYZ09"), "abc-._~XYZ09");
+        assert_eq!(form_encode("a b:c/%"), "a+b%3Ac%2F%25");
+    }
+
+    #[test]
+    fn pkce_challenge_is_the_s256_of_the_verifier() {
+        let (verifier, challenge) = pkce();
+        assert_eq!(verifier.len(), 64);
+        assert_eq!(
+            challenge,
+            URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+        );
+        assert_eq!(challenge.len(), 43);
+    }
 }

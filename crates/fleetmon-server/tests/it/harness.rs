@@ -262,13 +262,24 @@ pub async fn spawn_app(
     limits: fleetmon_server::ingest::Limits,
     auth: fleetmon_server::auth::settings::AuthSettings,
 ) -> String {
-    use fleetmon_server::http::{self, AppState};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    serve_app(listener, db, limits, auth);
+    base
+}
+
+/// Serves fleetmon's router on `listener` (bound by the caller, for tests whose settings must
+/// name the server's own address) until the test ends.
+pub fn serve_app(
+    listener: tokio::net::TcpListener,
+    db: fleetmon_server::db::TenantDb,
+    limits: fleetmon_server::ingest::Limits,
+    auth: fleetmon_server::auth::settings::AuthSettings,
+) {
+    use fleetmon_server::http::{self, AppState};
     let auth = fleetmon_server::auth::Auth::new(auth, &db).unwrap();
     let router = http::router(AppState::new(db, limits, auth));
     tokio::spawn(http::serve(listener, router, std::future::pending()));
-    base
 }
 
 /// Settings with built-in accounts only.

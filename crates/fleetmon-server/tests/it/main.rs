@@ -14,6 +14,7 @@ mod jwt_verify;
 mod migrations;
 mod oidc_fixture;
 mod oidc_provider;
+mod oidc_signin;
 mod pgbouncer;
 mod pool_hygiene;
 mod projection;

@@ -63,9 +63,14 @@ impl Browser {
         body: Option<Value>,
         csrf: bool,
     ) -> reqwest::Response {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
         let mut request = self
             .client
-            .request(method, format!("{}{path}", self.base))
+            .request(method, url)
             .header("cookie", self.cookie_header());
         if csrf {
             if let Some(token) = self.cookies.get("fm_csrf") {
