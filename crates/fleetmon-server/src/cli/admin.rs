@@ -177,3 +177,11 @@ pub async fn user(db: &Database, command: UserCommand, password: &str) -> anyhow
     }
     Ok(())
 }
+
+pub async fn rotate_keys(db: &Database) -> anyhow::Result<()> {
+    let mut tx = db.tenant().begin(TenantContext::none()).await?;
+    let kid = crate::auth::signing::rotate(tx.conn()).await?;
+    tx.commit().await?;
+    println!("now signing with key {kid}; the previous key verifies for another hour");
+    Ok(())
+}

@@ -51,25 +51,20 @@ pub enum Command {
     /// Manage built-in accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the keys fleetmon signs its session tokens with.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum RoleArg {
-    Viewer,
-    Member,
-    Admin,
-    Owner,
-}
-
-impl RoleArg {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::Member => "member",
-            Self::Admin => "admin",
-            Self::Owner => "owner",
-        }
-    }
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Start signing with a new key now (they also rotate monthly). The old key keeps
+    /// verifying for an hour, so nobody is signed out; to cut off a leaked key at once, revoke
+    /// sessions instead.
+    Rotate {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +82,7 @@ pub enum UserCommand {
         org: Option<String>,
         /// ...with this role.
         #[arg(long, value_enum, requires = "org")]
-        role: Option<RoleArg>,
+        role: Option<crate::orgs::Role>,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -284,6 +279,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Token(command) => {
                 let db = open_migrated(command.db(), &file).await?;
                 let result = admin::token(&db, command).await;
+                db.close().await;
+                result
+            }
+            Command::Keys(KeysCommand::Rotate { db }) => {
+                let db = open_migrated(&db, &file).await?;
+                let result = admin::rotate_keys(&db).await;
                 db.close().await;
                 result
             }

@@ -79,7 +79,14 @@ pub fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError 
 
 impl From<TokenError> for ApiError {
     fn from(error: TokenError) -> Self {
-        unauthorized(error.code(), error.to_string())
+        match error {
+            // The issuer's outage, not a bad token: the client should retry, not sign in again.
+            TokenError::KeysUnavailable => ApiError::Unavailable {
+                code: error.code(),
+                message: error.to_string(),
+            },
+            _ => unauthorized(error.code(), error.to_string()),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod cookies;
 mod error;
 mod health;
 mod ingest;
+mod json;
 mod orgs;
 mod signin;
 mod webhooks;
@@ -94,6 +95,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/orgs/{org}/tokens/{id}", delete(orgs::revoke_token))
         .route("/api/v1/orgs/{org}/audit", get(orgs::audit_log))
+        .route(
+            "/api/v1/orgs/{org}/settings",
+            get(orgs::settings).patch(orgs::update_settings),
+        )
         .route("/api/v1/webhooks/stack", post(webhooks::stack))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())

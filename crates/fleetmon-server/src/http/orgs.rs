@@ -9,11 +9,13 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::auth::{OrgAccess, Principal};
+use super::json::JsonBody;
 use super::{ApiError, AppState};
 use crate::auth::tokens::{self, TokenKind};
 use crate::auth::users;
 use crate::db::TenantContext;
 use crate::orgs::members::{self, MemberError};
+use crate::orgs::settings::{self as org_settings, SettingsError, SettingsPatch};
 use crate::orgs::{self, audit, OrgError, Role};
 
 impl From<OrgError> for ApiError {
@@ -28,6 +30,18 @@ impl From<OrgError> for ApiError {
                 message: error.to_string(),
             },
             OrgError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<SettingsError> for ApiError {
+    fn from(error: SettingsError) -> Self {
+        match error {
+            SettingsError::Invalid(message) => ApiError::BadRequest {
+                code: "invalid_settings",
+                message,
+            },
+            SettingsError::Db(db) => db.into(),
         }
     }
 }
@@ -114,7 +128,7 @@ pub struct NewOrg {
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<NewOrg>,
+    JsonBody(body): JsonBody<NewOrg>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let user_id = principal.require_user()?;
     let id = Uuid::new_v4();
@@ -209,7 +223,7 @@ pub async fn add_member(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-    Json(body): Json<AddMember>,
+    JsonBody(body): JsonBody<AddMember>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     manage(&access, body.role)?;
@@ -246,7 +260,7 @@ pub async fn change_role(
     State(state): State<AppState>,
     principal: Principal,
     Path((slug, user_id)): Path<(String, Uuid)>,
-    Json(body): Json<ChangeRole>,
+    JsonBody(body): JsonBody<ChangeRole>,
 ) -> Result<Json<Value>, ApiError> {
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     manage(&access, body.role)?;
@@ -350,7 +364,7 @@ pub async fn create_token(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-    Json(body): Json<NewToken>,
+    JsonBody(body): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;
@@ -435,4 +449,42 @@ pub async fn audit_log(
         .then(|| entries.last().map(|e| e.id))
         .flatten();
     Ok(Json(json!({ "entries": entries, "next_before": next })))
+}
+
+/// `GET /api/v1/orgs/{org}/settings`.
+pub async fn settings(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    access.require(Role::Viewer)?;
+    let mut tx = state.db.begin(access.context()).await?;
+    let current = org_settings::get(tx.conn(), access.org.id).await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "settings": current })))
+}
+
+/// `PATCH /api/v1/orgs/{org}/settings` with any of the fields.
+pub async fn update_settings(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(slug): Path<String>,
+    JsonBody(patch): JsonBody<SettingsPatch>,
+) -> Result<Json<Value>, ApiError> {
+    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    access.require(Role::Admin)?;
+    let mut tx = state.db.begin(access.context()).await?;
+    let next = org_settings::update(tx.conn(), access.org.id, &patch).await?;
+    audit::record(
+        tx.conn(),
+        access.org.id,
+        &principal.actor(),
+        "settings.updated",
+        None,
+        json!(next),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "settings": next })))
 }

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::auth::{check_csrf, unauthorized, user_of, ClientAddr, Principal};
+use super::json::JsonBody;
 use super::{cookies, ApiError, AppState};
 use crate::auth::providers::{sign_access_token, Kind, ACCESS_TOKEN_TTL};
 use crate::auth::sessions::{self, SESSION_LIFETIME};
@@ -60,7 +61,7 @@ pub async fn local_sign_in(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
-    Json(body): Json<PasswordSignIn>,
+    JsonBody(body): JsonBody<PasswordSignIn>,
 ) -> Result<Response, ApiError> {
     check_sign_in_origin(&state, &headers)?;
     if !state.auth.settings.local {
@@ -137,7 +138,7 @@ pub async fn stack_sign_in(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
-    Json(body): Json<PasswordSignIn>,
+    JsonBody(body): JsonBody<PasswordSignIn>,
 ) -> Result<Response, ApiError> {
     check_sign_in_origin(&state, &headers)?;
     let client = stack_client(&state)?;

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod members;
+pub mod settings;
 
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -14,7 +15,18 @@ use crate::db::sql::{query, query_as};
 use crate::db::DbError;
 
 /// Roles, weakest first: each can do everything the ones before it can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads everything in the org.

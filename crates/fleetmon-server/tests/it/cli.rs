@@ -58,17 +58,27 @@ fn every_command_has_help() {
         vec!["--help"],
         vec!["serve", "--help"],
         vec!["migrate", "--help"],
+        vec!["keys", "rotate", "--help"],
     ] {
         let output = run(fleetmon().args(&args));
         assert!(output.status.success(), "{args:?}");
         let text = String::from_utf8_lossy(&output.stdout);
         assert!(text.contains("Usage: fleetmon"), "{args:?}: {text}");
-        if args.len() == 2 {
+        if args.len() > 1 {
             assert!(
                 text.contains("--database-url") && text.contains("DATABASE_URL"),
                 "{text}"
             );
             assert!(text.contains("--data-dir"), "{text}");
+        }
+        if args[0] == "serve" {
+            for flag in [
+                "--public-url",
+                "FLEETMON_STACK_PROJECT_ID",
+                "FLEETMON_OIDC_ISSUER",
+            ] {
+                assert!(text.contains(flag), "serve --help lacks {flag}: {text}");
+            }
         }
     }
 }
@@ -367,6 +377,22 @@ fn orgs_and_tokens_from_the_command_line() {
         .args(["token", "list", "--org", "nope"])
         .env("DATABASE_URL", &url)));
     assert!(line.contains("no organization \"nope\""), "{line}");
+}
+
+#[test]
+fn signing_keys_rotate_from_the_command_line() {
+    let name = crate::harness::block_on(TestDb::create_empty());
+    let url = url_for(&name);
+    let rotate = || {
+        let output = run(fleetmon()
+            .args(["keys", "rotate"])
+            .env("DATABASE_URL", &url));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(text.starts_with("now signing with key "), "{text}");
+        text
+    };
+    assert_ne!(rotate(), rotate(), "each rotation brings a new key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -767,3 +767,72 @@ async fn requests_without_credentials_get_a_401_with_a_reason() {
         );
     }
 }
+
+#[tokio::test]
+async fn settings_are_read_by_members_and_changed_by_admins_with_validation() {
+    let db = TestDb::new().await;
+    let mut org = org_with_roles(&db).await;
+    let path = format!("/api/v1/orgs/{}/settings", org.slug);
+    let viewer = org.browsers.get_mut("viewer").unwrap();
+    let shown: Value = viewer
+        .send(Method::GET, &path, None, false)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        shown["settings"],
+        json!({ "stale_after_s": 15, "offline_after_s": 60, "retention_days": 30 })
+    );
+    let refused = viewer
+        .send(
+            Method::PATCH,
+            &path,
+            Some(json!({ "stale_after_s": 30 })),
+            true,
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let admin = org.browsers.get_mut("admin").unwrap();
+    let changed: Value = admin
+        .send(
+            Method::PATCH,
+            &path,
+            Some(json!({ "stale_after_s": 30, "offline_after_s": 90 })),
+            true,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changed["settings"]["stale_after_s"], 30);
+    assert_eq!(
+        changed["settings"]["retention_days"], 30,
+        "fields not given keep their value"
+    );
+    let invalid = admin
+        .send(
+            Method::PATCH,
+            &path,
+            Some(json!({ "offline_after_s": 10 })),
+            true,
+        )
+        .await;
+    assert_eq!(
+        error_code(invalid).await,
+        (StatusCode::BAD_REQUEST, "invalid_settings".into())
+    );
+    let unknown = admin
+        .send(
+            Method::PATCH,
+            &path,
+            Some(json!({ "stale_afer_s": 10 })),
+            true,
+        )
+        .await;
+    assert_eq!(
+        error_code(unknown).await,
+        (StatusCode::BAD_REQUEST, "invalid_body".into())
+    );
+}
