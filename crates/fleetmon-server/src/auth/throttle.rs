@@ -21,21 +21,30 @@ pub const ADDRESS_LIMIT: i32 = 50;
 
 /// What one sign-in attempt is counted against.
 pub struct Attempt {
-    account: String,
+    account: Option<String>,
     address: Option<String>,
 }
 
 impl Attempt {
     pub fn new(email: &str, address: Option<IpAddr>) -> Self {
         Self {
-            account: format!("account:{}", email.trim().to_lowercase()),
+            account: Some(format!("account:{}", email.trim().to_lowercase())),
             address: address.map(|a| format!("address:{a}")),
         }
     }
 
+    /// An attempt that names no account (a one-time code): counted against the address only.
+    pub fn from_address(address: Option<IpAddr>) -> Self {
+        Self {
+            account: None,
+            ..Self::new("", address)
+        }
+    }
+
     fn keys(&self) -> impl Iterator<Item = (&str, i32)> {
-        std::iter::once((self.account.as_str(), ACCOUNT_LIMIT))
-            .chain(self.address.as_deref().map(|a| (a, ADDRESS_LIMIT)))
+        let account = self.account.as_deref().map(|a| (a, ACCOUNT_LIMIT));
+        let address = self.address.as_deref().map(|a| (a, ADDRESS_LIMIT));
+        account.into_iter().chain(address)
     }
 
     /// Seconds until the attempt may be made, when one of its keys is locked.
@@ -77,10 +86,12 @@ impl Attempt {
     }
 
     pub async fn succeeded(&self, conn: &mut PgConnection) -> Result<(), DbError> {
-        query("DELETE FROM sign_in_throttle WHERE key = $1")
-            .bind(&self.account)
-            .execute(conn)
-            .await?;
+        if let Some(account) = &self.account {
+            query("DELETE FROM sign_in_throttle WHERE key = $1")
+                .bind(account)
+                .execute(conn)
+                .await?;
+        }
         Ok(())
     }
 }

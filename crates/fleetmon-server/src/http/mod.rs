@@ -6,8 +6,10 @@ mod error;
 mod health;
 mod ingest;
 mod json;
+mod oidc_signin;
 mod orgs;
 mod signin;
+mod stack_signin;
 mod webhooks;
 
 use std::future::Future;
@@ -69,11 +71,22 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(signin::jwks))
         .route("/auth/providers", get(signin::providers))
         .route("/auth/local/sign-in", post(signin::local_sign_in))
-        .route("/auth/stack/sign-in", post(signin::stack_sign_in))
+        .route("/auth/stack/sign-in", post(stack_signin::password))
+        .route("/auth/stack/send-code", post(stack_signin::send_code))
+        .route("/auth/stack/code-sign-in", post(stack_signin::code))
+        .route("/auth/stack/magic-link", get(stack_signin::magic_link))
+        .route(
+            "/auth/stack/oauth/{provider}/start",
+            get(stack_signin::oauth_start),
+        )
+        .route(
+            "/auth/stack/oauth/callback",
+            get(stack_signin::oauth_callback),
+        )
         .route("/auth/refresh", post(signin::refresh))
         .route("/auth/sign-out", post(signin::sign_out))
-        .route("/auth/oidc/{name}/start", get(signin::oidc_start))
-        .route("/auth/oidc/{name}/callback", get(signin::oidc_callback))
+        .route("/auth/oidc/{name}/start", get(oidc_signin::start))
+        .route("/auth/oidc/{name}/callback", get(oidc_signin::callback))
         .route("/api/v1/me", get(orgs::me))
         .route("/api/v1/orgs", get(orgs::list).post(orgs::create))
         .route("/api/v1/orgs/{org}", get(orgs::show).delete(orgs::delete))
@@ -101,7 +114,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/webhooks/stack", post(webhooks::stack))
         .fallback(not_found)
-        .layer(TraceLayer::new_for_http())
+        // Spans name the path only: query strings can carry one-time codes and OAuth state.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .with_state(state)
 }
 

@@ -1,10 +1,11 @@
-//! Browser sign-in and sessions under `/auth`: sign in (built-in accounts, Stack Auth, OpenID
-//! Connect), refresh, sign out; and fleetmon's own JWKS.
+//! Browser sessions under `/auth`: built-in accounts' sign-in, refresh, sign-out, the provider
+//! list, fleetmon's own JWKS, and what the sign-ins through a provider (`oidc_signin`,
+//! `stack_signin`) share.
 //!
 //! Every sign-in ends the same way: a `sessions` row, and cookies holding a short-lived local
 //! access token, the session's refresh secret and a CSRF token.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
@@ -14,21 +15,23 @@ use uuid::Uuid;
 
 use super::auth::{check_csrf, unauthorized, user_of, ClientAddr, Principal};
 use super::json::JsonBody;
+use super::stack_signin::{stack_client, stack_failed};
 use super::{cookies, ApiError, AppState};
-use crate::auth::providers::{sign_access_token, Kind, ACCESS_TOKEN_TTL};
+use crate::auth::jwt::VerifiedToken;
+use crate::auth::providers::{sign_access_token, Kind, Provider, ACCESS_TOKEN_TTL};
 use crate::auth::sessions::{self, SESSION_LIFETIME};
-use crate::auth::stack::{StackClient, StackError};
+use crate::auth::stack::StackError;
 use crate::auth::throttle::Attempt;
 use crate::auth::{local, oidc, signing};
 use crate::db::TenantContext;
 
 #[derive(Deserialize)]
 pub struct PasswordSignIn {
-    email: String,
-    password: String,
+    pub(super) email: String,
+    pub(super) password: String,
 }
 
-fn too_many(seconds: u64) -> ApiError {
+pub(super) fn too_many(seconds: u64) -> ApiError {
     ApiError::TooManyRequests {
         retry_after: seconds,
         message: format!("too many failed sign-ins; try again in {seconds} s"),
@@ -37,7 +40,7 @@ fn too_many(seconds: u64) -> ApiError {
 
 /// The sign-in form posts JSON, which another site cannot send without a CORS preflight; an
 /// Origin other than ours is refused too (login CSRF).
-fn check_sign_in_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_sign_in_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -94,92 +97,30 @@ pub async fn local_sign_in(
     }
 }
 
-fn stack_failed(error: StackError) -> ApiError {
-    match error {
-        StackError::InvalidCredentials => {
-            unauthorized("invalid_credentials", "wrong email or password")
-        }
-        StackError::SessionEnded => unauthorized(
-            "session_ended",
-            "the Stack Auth session has ended; sign in again",
-        ),
-        StackError::Unreachable(_) => ApiError::Unavailable {
-            code: "identity_provider_unavailable",
-            message: error.to_string(),
-        },
-        other => ApiError::BadGateway {
-            code: "identity_provider_unavailable",
-            message: other.to_string(),
-        },
-    }
-}
-
-fn stack_client(state: &AppState) -> Result<&StackClient, ApiError> {
-    state.auth.stack.as_ref().ok_or_else(|| ApiError::NotFound {
-        message: "Stack Auth is not configured here".into(),
-    })
-}
-
 /// The user a provider's freshly issued token stands for, with the org its team claim names.
-async fn signed_in_user(state: &AppState, token: &str) -> Result<Uuid, ApiError> {
+pub(super) async fn signed_in_user(state: &AppState, token: &str) -> Result<Uuid, ApiError> {
     let (provider, verified) = state.auth.providers.verify(token).await?;
-    let Principal::User { user_id, .. } = user_of(state, &provider, &verified).await? else {
+    signed_in_user_verified(state, &provider, &verified).await
+}
+
+/// Like [`signed_in_user`], for a token already verified (an OIDC id token).
+pub(super) async fn signed_in_user_verified(
+    state: &AppState,
+    provider: &Provider,
+    verified: &VerifiedToken,
+) -> Result<Uuid, ApiError> {
+    let Principal::User { user_id, .. } = user_of(state, provider, verified).await? else {
         unreachable!("a JWT names a user");
     };
-    if let Some(team) = provider.team_claim(&verified) {
+    // At sign-in the team claim always applies, not only when the user row was due a write.
+    if let Some(team) = provider.team_claim(verified) {
         crate::auth::teams::join_team_org(&state.db, user_id, &team).await?;
     }
     Ok(user_id)
 }
 
-/// `POST /auth/stack/sign-in` `{"email","password"}`: signs in through Stack's client API; the
-/// access token Stack returns is verified against Stack's JWKS like any bearer.
-pub async fn stack_sign_in(
-    State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<PasswordSignIn>,
-) -> Result<Response, ApiError> {
-    check_sign_in_origin(&state, &headers)?;
-    let client = stack_client(&state)?;
-    let attempt = Attempt::new(&body.email, addr);
-    let mut tx = state.db.begin(TenantContext::none()).await?;
-    let locked = attempt.locked_for(tx.conn()).await?;
-    tx.commit().await?;
-    if let Some(seconds) = locked {
-        return Err(too_many(seconds));
-    }
-    let session = match client
-        .sign_in_password(body.email.trim(), &body.password)
-        .await
-    {
-        Ok(session) => session,
-        Err(error) => {
-            if matches!(error, StackError::InvalidCredentials) {
-                let mut tx = state.db.begin(TenantContext::none()).await?;
-                attempt.failed(tx.conn()).await?;
-                tx.commit().await?;
-            }
-            return Err(stack_failed(error));
-        }
-    };
-    let user_id = signed_in_user(&state, &session.access_token).await?;
-    let mut tx = state.db.begin(TenantContext::none()).await?;
-    attempt.succeeded(tx.conn()).await?;
-    tx.commit().await?;
-    start_session(
-        &state,
-        user_id,
-        "stack",
-        &headers,
-        addr,
-        Some(&session.refresh_token),
-    )
-    .await
-}
-
 /// Opens a session and answers with its cookies and the signed-in user.
-async fn start_session(
+pub(super) async fn start_session(
     state: &AppState,
     user_id: Uuid,
     provider: &str,
@@ -401,7 +342,7 @@ pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 #[derive(Deserialize)]
 pub struct StartQuery {
-    return_to: Option<String>,
+    pub(super) return_to: Option<String>,
 }
 
 /// Only same-site paths: never an open redirect.
@@ -419,99 +360,6 @@ fn safe_return_to(path: Option<&str>) -> String {
     }
 }
 
-fn oidc_provider(
-    state: &AppState,
-    name: &str,
-) -> Result<std::sync::Arc<crate::auth::providers::Provider>, ApiError> {
-    state
-        .auth
-        .providers
-        .named(name)
-        .filter(|p| p.kind == Kind::Oidc && p.oidc.as_ref().is_some_and(|o| o.client_id.is_some()))
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound {
-            message: format!("no OpenID Connect provider {name:?} with browser sign-in here"),
-        })
-}
-
-fn callback_url(state: &AppState, name: &str) -> String {
-    format!(
-        "{}/auth/oidc/{name}/callback",
-        state.auth.settings.public_url
-    )
-}
-
-fn oidc_failed(error: oidc::OidcError) -> ApiError {
-    match error {
-        oidc::OidcError::Refused(reason) => unauthorized(
-            "sign_in_refused",
-            format!("the identity provider refused the sign-in: {reason}"),
-        ),
-        other => ApiError::BadGateway {
-            code: "identity_provider_unavailable",
-            message: other.to_string(),
-        },
-    }
-}
-
-/// `GET /auth/oidc/{name}/start`: redirects the browser to the provider (code + PKCE S256).
-pub async fn oidc_start(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(start): Query<StartQuery>,
-) -> Result<Response, ApiError> {
-    let provider = oidc_provider(&state, &name)?;
-    let settings = provider.oidc.as_ref().expect("checked above");
-    let discovery = provider
-        .discovery()
-        .ok_or_else(|| ApiError::Internal("an OIDC provider without discovery".into()))?;
-    let document = discovery.document().await.map_err(oidc_failed)?;
-    let state_value = crate::auth::random_base62(32);
-    let nonce = crate::auth::random_base62(32);
-    let (verifier, challenge) = oidc::pkce();
-    let login = oidc::PendingLogin {
-        code_verifier: verifier,
-        nonce: nonce.clone(),
-        return_to: safe_return_to(start.return_to.as_deref()),
-    };
-    let mut tx = state.db.begin(TenantContext::none()).await?;
-    oidc::save_login(tx.conn(), &name, &state_value, &login).await?;
-    tx.commit().await?;
-    let mut scopes = vec![
-        "openid".to_string(),
-        "email".to_string(),
-        "profile".to_string(),
-    ];
-    scopes.extend(settings.scopes.iter().cloned());
-    let mut url = reqwest::Url::parse(&document.authorization_endpoint)
-        .map_err(|e| ApiError::Internal(format!("authorization endpoint: {e}")))?;
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair(
-            "client_id",
-            settings.client_id.as_deref().unwrap_or_default(),
-        )
-        .append_pair("redirect_uri", &callback_url(&state, &name))
-        .append_pair("scope", &scopes.join(" "))
-        .append_pair("state", &state_value)
-        .append_pair("nonce", &nonce)
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256");
-    let mut response = Redirect::to(url.as_str()).into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookies::set(
-            cookies::OIDC_STATE,
-            &state_value,
-            "/auth/oidc",
-            600,
-            true,
-            state.auth.settings.secure_cookies(),
-        ),
-    );
-    Ok(response)
-}
-
 #[derive(Deserialize)]
 pub struct CallbackQuery {
     code: Option<String>,
@@ -519,16 +367,62 @@ pub struct CallbackQuery {
     error: Option<String>,
 }
 
-/// `GET /auth/oidc/{name}/callback`: exchanges the code, verifies the id token (signature,
-/// issuer, audience = client id, expiry, nonce), signs the user in.
-pub async fn oidc_callback(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(callback): Query<CallbackQuery>,
-    ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let provider = oidc_provider(&state, &name)?;
+/// A sign-in by redirect to a provider (OpenID Connect, Stack's OAuth), between start and callback.
+pub(super) struct RedirectStart {
+    pub state: String,
+    pub nonce: String,
+    pub code_challenge: String,
+}
+
+/// Records a pending sign-in (PKCE verifier, nonce, where to return) under `key`.
+pub(super) async fn begin_redirect(
+    state: &AppState,
+    key: &str,
+    return_to: Option<&str>,
+) -> Result<RedirectStart, ApiError> {
+    let state_value = crate::auth::random_base62(32);
+    let nonce = crate::auth::random_base62(32);
+    let (verifier, code_challenge) = oidc::pkce();
+    let login = oidc::PendingLogin {
+        code_verifier: verifier,
+        nonce: nonce.clone(),
+        return_to: safe_return_to(return_to),
+    };
+    let mut tx = state.db.begin(TenantContext::none()).await?;
+    oidc::save_login(tx.conn(), key, &state_value, &login).await?;
+    tx.commit().await?;
+    Ok(RedirectStart {
+        state: state_value,
+        nonce,
+        code_challenge,
+    })
+}
+
+/// Sends the browser to `url`, binding the sign-in to it with the state cookie.
+pub(super) fn redirect_to_provider(state: &AppState, url: &str, start: &RedirectStart) -> Response {
+    let mut response = Redirect::to(url).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookies::set(
+            cookies::OIDC_STATE,
+            &start.state,
+            "/auth",
+            600,
+            true,
+            state.auth.settings.secure_cookies(),
+        ),
+    );
+    response
+}
+
+/// Checks a provider's callback: no error, code and state present, the state this browser was
+/// given, and a pending sign-in under `key` not used yet. Returns the code and the sign-in.
+pub(super) async fn finish_redirect(
+    state: &AppState,
+    key: &str,
+    callback: CallbackQuery,
+    headers: &HeaderMap,
+) -> Result<(String, oidc::PendingLogin), ApiError> {
     if let Some(error) = callback.error {
         return Err(unauthorized(
             "sign_in_refused",
@@ -541,76 +435,39 @@ pub async fn oidc_callback(
             message: "the callback needs code and state".into(),
         });
     };
-    // The state must be the one this browser was given.
-    if cookies::get(&headers, cookies::OIDC_STATE) != Some(state_value.as_str()) {
+    if cookies::get(headers, cookies::OIDC_STATE) != Some(state_value.as_str()) {
         return Err(ApiError::Forbidden {
             code: "csrf_failed",
             message: "this sign-in was not started in this browser".into(),
         });
     }
     let mut tx = state.db.begin(TenantContext::none()).await?;
-    let login = oidc::take_login(tx.conn(), &name, &state_value).await?;
+    let login = oidc::take_login(tx.conn(), key, &state_value).await?;
     tx.commit().await?;
-    let oidc::PendingLogin {
-        code_verifier: verifier,
-        nonce,
-        return_to,
-    } = login.ok_or_else(|| ApiError::BadRequest {
+    let login = login.ok_or_else(|| ApiError::BadRequest {
         code: "sign_in_expired",
         message: "this sign-in expired or was already used; start again".into(),
     })?;
-    let settings = provider.oidc.as_ref().expect("checked above");
-    let discovery = provider
-        .discovery()
-        .ok_or_else(|| ApiError::Internal("an OIDC provider without discovery".into()))?;
-    let document = discovery.document().await.map_err(oidc_failed)?;
-    let tokens = oidc::exchange_code(
-        &state.auth.http,
-        &document.token_endpoint,
-        settings.client_id.as_deref().unwrap_or_default(),
-        settings.client_secret.as_deref(),
-        &code,
-        &callback_url(&state, &name),
-        &verifier,
-    )
-    .await
-    .map_err(oidc_failed)?;
-    let id_token = tokens.id_token.ok_or_else(|| ApiError::BadGateway {
-        code: "identity_provider_unavailable",
-        message: "the provider sent no id token".into(),
-    })?;
-    let verifier = provider
-        .id_token_verifier()
-        .ok_or_else(|| ApiError::Internal("an OIDC provider without a client id".into()))?;
-    let verified = verifier.verify(&id_token).await?;
-    if verified.claims.get("nonce").and_then(Value::as_str) != Some(nonce.as_str()) {
-        return Err(unauthorized(
-            "bad_nonce",
-            "the id token does not belong to this sign-in",
-        ));
-    }
-    let Principal::User { user_id, .. } = user_of(&state, &provider, &verified).await? else {
-        unreachable!("a JWT names a user");
-    };
-    if let Some(team) = provider.team_claim(&verified) {
-        crate::auth::teams::join_team_org(&state.db, user_id, &team).await?;
-    }
-    let mut response = start_session(&state, user_id, &name, &headers, addr, None).await?;
+    Ok((code, login))
+}
+
+/// Turns a session's answer into the redirect back into the app, ending the pending sign-in.
+pub(super) fn land(state: &AppState, mut response: Response, return_to: &str) -> Response {
     *response.status_mut() = StatusCode::SEE_OTHER;
     response.headers_mut().insert(
         header::LOCATION,
-        HeaderValue::from_str(&return_to).unwrap_or(HeaderValue::from_static("/")),
+        HeaderValue::from_str(return_to).unwrap_or(HeaderValue::from_static("/")),
     );
     response.headers_mut().append(
         header::SET_COOKIE,
         cookies::set(
             cookies::OIDC_STATE,
             "",
-            "/auth/oidc",
+            "/auth",
             0,
             true,
             state.auth.settings.secure_cookies(),
         ),
     );
-    Ok(response)
+    response
 }

@@ -209,3 +209,126 @@ async fn stack_bearer_tokens_are_verified_locally_and_keys_rotate_without_restar
         (StatusCode::UNAUTHORIZED, "restricted_not_allowed".into())
     );
 }
+
+/// The stand-in's links point at the configured public URL; the test server is elsewhere.
+fn at(base: &str, url: &str) -> String {
+    url.replacen(harness::TEST_PUBLIC_URL, base, 1)
+}
+
+#[tokio::test]
+async fn one_time_codes_magic_links_and_oauth_sign_in_through_stack() {
+    let stack = StackStandin::start().await;
+    let (_db, base) = app(&stack).await;
+    let dana = stack.add_user("dana@example.com", PASSWORD);
+    stack.set_oauth_user("github", &dana);
+
+    // A typed code, completed by the nonce the page was given.
+    let mut browser = Browser::new(&base);
+    let sent: Value = browser
+        .send(
+            Method::POST,
+            "/auth/stack/send-code",
+            Some(json!({ "email": "dana@example.com" })),
+            false,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let otp = stack.outbox().pop().unwrap().otp;
+    let wrong = browser
+        .send(
+            Method::POST,
+            "/auth/stack/code-sign-in",
+            Some(json!({ "code": format!("ZZZZZZ{}", sent["nonce"].as_str().unwrap()) })),
+            false,
+        )
+        .await;
+    assert_eq!(
+        error_code(wrong).await,
+        (StatusCode::UNAUTHORIZED, "invalid_code".into())
+    );
+    let code = format!("{otp}{}", sent["nonce"].as_str().unwrap());
+    let signed_in = browser
+        .send(
+            Method::POST,
+            "/auth/stack/code-sign-in",
+            Some(json!({ "code": code })),
+            false,
+        )
+        .await;
+    assert_eq!(signed_in.status(), 200);
+    let me: Value = browser
+        .send(Method::GET, "/api/v1/me", None, false)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["email"], "dana@example.com");
+
+    // The magic link from the email signs in and opens the app.
+    let mut linked = Browser::new(&base);
+    linked
+        .send(
+            Method::POST,
+            "/auth/stack/send-code",
+            Some(json!({ "email": "dana@example.com" })),
+            false,
+        )
+        .await;
+    let link = stack.outbox().pop().unwrap().link;
+    let landed = linked
+        .send(Method::GET, &at(&base, &link), None, false)
+        .await;
+    assert_eq!(landed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        linked
+            .send(Method::GET, "/api/v1/me", None, false)
+            .await
+            .status(),
+        200
+    );
+
+    // OAuth through Stack: fleetmon → Stack → (the provider) → fleetmon's callback.
+    let mut oauth = Browser::new(&base);
+    let started = oauth
+        .send(
+            Method::GET,
+            "/auth/stack/oauth/github/start?return_to=/jobs",
+            None,
+            false,
+        )
+        .await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let authorize = started.headers()["location"].to_str().unwrap().to_string();
+    let at_stack = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let back = at_stack.get(&authorize).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_string();
+    let landed = oauth
+        .send(Method::GET, &at(&base, &callback), None, false)
+        .await;
+    assert_eq!(landed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(landed.headers()["location"], "/jobs");
+    let me: Value = oauth
+        .send(Method::GET, "/api/v1/me", None, false)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["email"], "dana@example.com");
+    // All three ways in are the same user.
+    let mut ids = Vec::new();
+    for b in [&mut browser, &mut linked, &mut oauth] {
+        let me: Value = b
+            .send(Method::GET, "/api/v1/me", None, false)
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(me["user"]["id"].as_str().unwrap().to_string());
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+}

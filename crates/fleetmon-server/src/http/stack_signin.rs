@@ -1,0 +1,240 @@
+//! Sign-in through Stack Auth's client API from fleetmon's own page: password, one-time code
+//! (the code typed from the email, or its magic link), and OAuth through Stack (code + PKCE).
+//! Whatever the way in, the access token Stack returns is verified against Stack's JWKS, and the
+//! session keeps Stack's refresh token so that refreshing goes through Stack.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{unauthorized, ClientAddr};
+use super::json::JsonBody;
+use super::signin::{
+    begin_redirect, check_sign_in_origin, finish_redirect, land, redirect_to_provider,
+    signed_in_user, start_session, too_many, CallbackQuery, PasswordSignIn, StartQuery,
+};
+use super::{ApiError, AppState};
+use crate::auth::stack::{StackClient, StackError, StackSession};
+use crate::auth::throttle::Attempt;
+use crate::db::TenantContext;
+
+/// The key of pending OAuth sign-ins through Stack in `oidc_logins`.
+const OAUTH_LOGIN_KEY: &str = "stack:oauth";
+
+pub(super) fn stack_failed(error: StackError) -> ApiError {
+    match error {
+        StackError::InvalidCredentials => {
+            unauthorized("invalid_credentials", "wrong email or password")
+        }
+        StackError::InvalidCode => unauthorized("invalid_code", error.to_string()),
+        StackError::SessionEnded => unauthorized(
+            "session_ended",
+            "the Stack Auth session has ended; sign in again",
+        ),
+        StackError::Unreachable(_) => ApiError::Unavailable {
+            code: "identity_provider_unavailable",
+            message: error.to_string(),
+        },
+        other => ApiError::BadGateway {
+            code: "identity_provider_unavailable",
+            message: other.to_string(),
+        },
+    }
+}
+
+pub(super) fn stack_client(state: &AppState) -> Result<&StackClient, ApiError> {
+    state.auth.stack.as_ref().ok_or_else(|| ApiError::NotFound {
+        message: "Stack Auth is not configured here".into(),
+    })
+}
+
+/// Runs a sign-in call to Stack under throttling: refused while the attempt's keys are locked,
+/// counted when Stack says the credentials were wrong.
+async fn throttled(
+    state: &AppState,
+    attempt: &Attempt,
+    call: impl std::future::Future<Output = Result<StackSession, StackError>>,
+) -> Result<StackSession, ApiError> {
+    let mut tx = state.db.begin(TenantContext::none()).await?;
+    let locked = attempt.locked_for(tx.conn()).await?;
+    tx.commit().await?;
+    if let Some(seconds) = locked {
+        return Err(too_many(seconds));
+    }
+    let outcome = call.await;
+    let mut tx = state.db.begin(TenantContext::none()).await?;
+    match &outcome {
+        Ok(_) => attempt.succeeded(tx.conn()).await?,
+        Err(StackError::InvalidCredentials | StackError::InvalidCode) => {
+            attempt.failed(tx.conn()).await?
+        }
+        Err(_) => {}
+    }
+    tx.commit().await?;
+    outcome.map_err(stack_failed)
+}
+
+async fn open_session(
+    state: &AppState,
+    session: StackSession,
+    headers: &HeaderMap,
+    addr: Option<std::net::IpAddr>,
+) -> Result<Response, ApiError> {
+    let user_id = signed_in_user(state, &session.access_token).await?;
+    start_session(
+        state,
+        user_id,
+        "stack",
+        headers,
+        addr,
+        Some(&session.refresh_token),
+    )
+    .await
+}
+
+/// `POST /auth/stack/sign-in` `{"email","password"}`.
+pub async fn password(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<PasswordSignIn>,
+) -> Result<Response, ApiError> {
+    check_sign_in_origin(&state, &headers)?;
+    let client = stack_client(&state)?;
+    let attempt = Attempt::new(&body.email, addr);
+    let session = throttled(
+        &state,
+        &attempt,
+        client.sign_in_password(body.email.trim(), &body.password),
+    )
+    .await?;
+    open_session(&state, session, &headers, addr).await
+}
+
+#[derive(Deserialize)]
+pub struct SendCode {
+    email: String,
+}
+
+fn magic_link_url(state: &AppState) -> String {
+    format!("{}/auth/stack/magic-link", state.auth.settings.public_url)
+}
+
+/// `POST /auth/stack/send-code` `{"email"}`: Stack emails a one-time code and a magic link. The
+/// answer's `nonce` completes the typed code: the page sends `code` = typed code + nonce, so a
+/// code read from the email alone is not enough to sign in anywhere else.
+pub async fn send_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SendCode>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    check_sign_in_origin(&state, &headers)?;
+    let client = stack_client(&state)?;
+    let nonce = client
+        .send_sign_in_code(body.email.trim(), &magic_link_url(&state))
+        .await
+        .map_err(stack_failed)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "sent": true, "nonce": nonce })),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct CodeSignIn {
+    code: String,
+}
+
+/// `POST /auth/stack/code-sign-in` `{"code"}`: the code typed from the email followed by the
+/// nonce `send-code` answered.
+pub async fn code(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<CodeSignIn>,
+) -> Result<Response, ApiError> {
+    check_sign_in_origin(&state, &headers)?;
+    let client = stack_client(&state)?;
+    let session = throttled(
+        &state,
+        &Attempt::from_address(addr),
+        client.sign_in_with_code(&body.code),
+    )
+    .await?;
+    open_session(&state, session, &headers, addr).await
+}
+
+#[derive(Deserialize)]
+pub struct MagicLink {
+    code: String,
+}
+
+/// `GET /auth/stack/magic-link?code=…`: the link from the email; signs in and opens the app.
+pub async fn magic_link(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Query(link): Query<MagicLink>,
+) -> Result<Response, ApiError> {
+    let client = stack_client(&state)?;
+    let session = throttled(
+        &state,
+        &Attempt::from_address(addr),
+        client.sign_in_with_code(&link.code),
+    )
+    .await?;
+    let response = open_session(&state, session, &headers, addr).await?;
+    Ok(land(&state, response, "/"))
+}
+
+fn oauth_callback_url(state: &AppState) -> String {
+    format!(
+        "{}/auth/stack/oauth/callback",
+        state.auth.settings.public_url
+    )
+}
+
+/// `GET /auth/stack/oauth/{provider}/start?return_to=`: to Stack's OAuth (e.g. `github`).
+pub async fn oauth_start(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    Query(query): Query<StartQuery>,
+) -> Result<Response, ApiError> {
+    let client = stack_client(&state)?;
+    let pending = begin_redirect(&state, OAUTH_LOGIN_KEY, query.return_to.as_deref()).await?;
+    let url = client
+        .oauth_authorize_url(
+            &provider,
+            &oauth_callback_url(&state),
+            &pending.state,
+            &pending.code_challenge,
+        )
+        .map_err(|error| match error {
+            StackError::Settings(message) => ApiError::BadRequest {
+                code: "invalid_provider",
+                message,
+            },
+            other => stack_failed(other),
+        })?;
+    Ok(redirect_to_provider(&state, url.as_str(), &pending))
+}
+
+/// `GET /auth/stack/oauth/callback?code&state`: exchanges the code with Stack, signs in.
+pub async fn oauth_callback(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Response, ApiError> {
+    let client = stack_client(&state)?;
+    let (code, login) = finish_redirect(&state, OAUTH_LOGIN_KEY, query, &headers).await?;
+    let session = client
+        .oauth_exchange_code(&code, &oauth_callback_url(&state), &login.code_verifier)
+        .await
+        .map_err(stack_failed)?;
+    let response = open_session(&state, session, &headers, addr).await?;
+    Ok(land(&state, response, &login.return_to))
+}
