@@ -90,13 +90,20 @@ impl Provider {
     }
 
     /// The external team id the token names, if any (mapped to an org by `external_team_id`).
+    /// Stack's team ids are used as they are (Stack's webhooks name teams the same way); an OIDC
+    /// provider's org claim is prefixed with the provider's name, so two issuers whose claims
+    /// happen to share a value never share an org.
     pub fn team_claim(&self, token: &VerifiedToken) -> Option<String> {
         let pointer = self.org_claim.as_deref()?;
-        match Value::Object(token.claims.clone()).pointer(pointer)? {
-            Value::String(id) if !id.is_empty() && id.len() <= 200 => Some(id.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
+        let value = match Value::Object(token.claims.clone()).pointer(pointer)? {
+            Value::String(id) if !id.is_empty() && id.len() <= 200 => id.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        Some(match self.kind {
+            Kind::Oidc => format!("{}:{value}", self.name),
+            Kind::Local | Kind::Stack => value,
+        })
     }
 }
 
