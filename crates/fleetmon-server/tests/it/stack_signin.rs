@@ -332,3 +332,89 @@ async fn one_time_codes_magic_links_and_oauth_sign_in_through_stack() {
     }
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
 }
+
+#[tokio::test]
+async fn claims_sync_users_sparingly_and_invitations_need_a_verified_email() {
+    use fleetmon_server::db::sql::{query, query_scalar};
+    use fleetmon_server::db::TenantContext;
+
+    let stack = StackStandin::start().await;
+    let (db, base) = app(&stack).await;
+    let erin = stack.add_user("erin@example.com", PASSWORD);
+    let org = crate::fixtures::create_org(&db.tenant(), "invited").await;
+    let mut tx = db.tenant().begin(TenantContext::org(org)).await.unwrap();
+    query(
+        "INSERT INTO invitations (org_id, email, role) VALUES ($1, 'erin@example.com', 'member')",
+    )
+    .bind(org)
+    .execute(tx.conn())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let client = reqwest::Client::new();
+    let me = |token: String| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/me");
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let seen = || async {
+        let mut tx = db.tenant().begin(TenantContext::none()).await.unwrap();
+        let at: (chrono::DateTime<chrono::Utc>, bool) = fleetmon_server::db::sql::query_as(
+            "SELECT last_seen_at, email_verified FROM users WHERE subject = $1",
+        )
+        .bind(&erin)
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        at
+    };
+
+    // Stack does not vouch for the email yet: the invitation waits.
+    let mut unverified = stack.claims_for(&erin);
+    unverified.insert("email_verified".into(), json!(false));
+    let body = me(stack.mint(&unverified)).await;
+    assert_eq!(body["orgs"].as_array().unwrap().len(), 0, "{body}");
+    let (first_seen, verified) = seen().await;
+    assert!(!verified);
+
+    // Within a minute, an unchanged profile writes nothing.
+    me(stack.mint(&unverified)).await;
+    assert_eq!(seen().await.0, first_seen);
+
+    // Now verified: the profile changed, the row is written and the invitation applies.
+    let body = me(stack.mint(&stack.claims_for(&erin))).await;
+    assert_eq!(body["orgs"][0]["role"], "member", "{body}");
+    let (verified_seen, verified) = seen().await;
+    assert!(verified && verified_seen >= first_seen);
+
+    // A minute later, even an unchanged profile refreshes last_seen_at.
+    let mut tx = db.tenant().begin(TenantContext::none()).await.unwrap();
+    query("UPDATE users SET last_seen_at = now() - interval '2 minutes' WHERE subject = $1")
+        .bind(&erin)
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    me(stack.mint(&stack.claims_for(&erin))).await;
+    let mut tx = db.tenant().begin(TenantContext::none()).await.unwrap();
+    let recent: bool = query_scalar(
+        "SELECT last_seen_at > now() - interval '10 seconds' FROM users WHERE subject = $1",
+    )
+    .bind(&erin)
+    .fetch_one(tx.conn())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(recent);
+}
