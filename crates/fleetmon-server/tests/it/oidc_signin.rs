@@ -115,7 +115,12 @@ async fn a_user_signs_in_through_the_browser_with_code_and_pkce() {
     );
 
     // The same callback cannot be used twice, even by the browser it belongs to.
-    let state = callback.query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
+    let state = callback
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
     let mut replay = Browser::new(&setup.base);
     replay.cookies.insert("fm_oidc_state".into(), state);
     let again = replay
