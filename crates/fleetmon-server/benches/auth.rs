@@ -5,6 +5,8 @@
 //! `cargo bench -p fleetmon-server --bench auth` (`BENCH_TOKENS=N` verifications per round,
 //! default 2000; `BENCH_ROUNDS=N`, default 5). Each figure is the median round.
 
+#[path = "support/env.rs"]
+mod env;
 #[path = "../tests/it/jwt_keys.rs"]
 mod jwt_keys;
 
@@ -12,6 +14,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use env::env_or;
 use fleetmon_server::auth::jwks::{
     parse_jwk_set, BoxFuture, CacheSettings, FetchError, JwksCache, KeyFetcher,
 };
@@ -23,13 +26,6 @@ use serde_json::json;
 
 const ISSUER: &str = "https://issuer.bench";
 const AUDIENCE: &str = "fleetmon-api";
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Keys from memory: the benchmark measures verification, not the network.
 struct StaticKeys(JwkSet);

@@ -5,6 +5,11 @@
 //! It starts its own embedded PostgreSQL in a temporary directory and a `fleetmon serve` child
 //! process, and reports events/s, the ratio to COPY, and the server's memory over the run.
 
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/pg.rs"]
+mod pg;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,22 +17,15 @@ use chrono::Utc;
 use fleetmon_proto::ingest::{Event, EventBody, IngestResponse};
 use fleetmon_server::auth::tokens::{self, TokenKind};
 use fleetmon_server::db::sql::query_scalar;
-use fleetmon_server::db::{
-    migrate, partitions, EmbeddedPostgres, SystemDb, TenantContext, TenantDb,
-};
+use fleetmon_server::db::{TenantContext, TenantDb};
 use fleetmon_server::simulate::{Fleet, FleetShape};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::ConnectOptions;
 use uuid::Uuid;
 
-const BATCH: usize = 500;
+use env::env_or;
+use pg::BenchPostgres;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+const BATCH: usize = 500;
 
 /// The simulator's events for a busy fleet, over the last minutes of simulated time.
 fn generate(count: usize) -> Vec<Event> {
@@ -128,24 +126,8 @@ fn copy_rows(org: Uuid, events: &[Event]) -> (String, String, String) {
 async fn main() {
     let total = env_or("BENCH_EVENTS", 200_000);
     let clients = env_or("BENCH_CLIENTS", 4);
-    let dir = std::env::temp_dir().join(format!("fleetmon-bench-{}", std::process::id()));
-    let server = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || EmbeddedPostgres::start(&dir).expect("embedded PostgreSQL")
-    })
-    .await
-    .unwrap();
-    server.create_database_if_missing().await.unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(server.connect_options())
-        .await
-        .unwrap();
-    migrate::run(&SystemDb::new(pool.clone())).await.unwrap();
-    partitions::ensure_around_today(&SystemDb::new(pool.clone()))
-        .await
-        .unwrap();
-    let tenant = TenantDb::new(pool.clone());
+    let pg = BenchPostgres::start(4).await;
+    let tenant = TenantDb::new(pg.pool.clone());
     let mut orgs = Vec::new();
     for slug in ["bench-http", "bench-copy"] {
         let mut tx = tenant.begin(TenantContext::none()).await.unwrap();
@@ -178,7 +160,7 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let url = server.connect_options().to_url_lossy().to_string();
+    let url = pg.server.connect_options().to_url_lossy().to_string();
     let child = Command::new(env!("CARGO_BIN_EXE_fleetmon"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &url)
@@ -266,7 +248,7 @@ async fn main() {
 
     eprintln!("copying the same history rows with COPY…");
     let (jobs, fleet, samples) = copy_rows(orgs[1], &events);
-    let mut conn = server.connect_options().connect().await.unwrap();
+    let mut conn = pg.server.connect_options().connect().await.unwrap();
     let copy_started = Instant::now();
     for (sql, data) in [
         ("COPY job_events (org_id, event_id, job_id, kind, attempt, at, worker_id, machine_id, data) FROM STDIN WITH (FORMAT csv)", &jobs),
@@ -279,9 +261,7 @@ async fn main() {
     }
     let copy_elapsed = copy_started.elapsed();
     drop(conn);
-    pool.close().await;
-    server.stop().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    pg.stop().await;
 
     let http_rate = total as f64 / http_elapsed.as_secs_f64();
     let copy_rate = total as f64 / copy_elapsed.as_secs_f64();
