@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,22 +56,6 @@ pub enum FetchError {
     Source(String),
 }
 
-/// Whether plain http may be used for `url`: only towards this machine.
-pub fn is_loopback(url: &Url) -> bool {
-    url.host_str().is_some_and(|host| {
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    })
-}
-
-fn transport_allowed(url: &Url) -> bool {
-    url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url))
-}
-
 /// Fetches a JWKS over HTTPS (or plain HTTP to loopback), with a timeout and a size cap.
 pub struct HttpKeyFetcher {
     client: reqwest::Client,
@@ -92,7 +75,7 @@ impl HttpKeyFetcher {
         ) + url.path();
         match url.scheme() {
             "https" => {}
-            "http" if is_loopback(&url) => {}
+            "http" if super::is_loopback(&url) => {}
             "http" => return Err(FetchError::InsecureUrl(shown)),
             _ => {
                 return Err(FetchError::InvalidUrl(format!(
@@ -104,7 +87,7 @@ impl HttpKeyFetcher {
         let redirects = redirect::Policy::custom(|attempt| {
             if attempt.previous().len() >= 3 {
                 attempt.error("too many redirects")
-            } else if transport_allowed(attempt.url()) {
+            } else if super::secure_transport(attempt.url()) {
                 attempt.follow()
             } else {
                 attempt.error("redirect to a plain-http, non-loopback URL")

@@ -18,6 +18,24 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 
+/// Whether `url` points at this machine: the only place plain http is accepted for identity
+/// providers (tests and local setups).
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// https anywhere, or http on loopback.
+pub fn secure_transport(url: &reqwest::Url) -> bool {
+    url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url))
+}
+
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// `len` random base62 characters from the operating system's random source (5.95 bits each).

@@ -187,21 +187,7 @@ pub enum SettingsError {
 
 /// True for https, and for http on a loopback host only.
 pub fn acceptable_url(url: &str) -> bool {
-    if url.starts_with("https://") {
-        return url.len() > "https://".len();
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    reqwest::Url::parse(url).is_ok_and(|url| url.has_host() && super::secure_transport(&url))
 }
 
 fn env_fallback(primary: &Option<String>, name: &str) -> Option<String> {

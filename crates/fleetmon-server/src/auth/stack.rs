@@ -8,7 +8,6 @@
 //! docs/stack-auth.md describes the endpoints and claims.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -124,7 +123,7 @@ impl StackSettings {
         }
         match url.scheme() {
             "https" => Ok(url),
-            "http" if is_loopback(&url) => Ok(url),
+            "http" if super::is_loopback(&url) => Ok(url),
             "http" => Err(bad(
                 "must use https (plain http only on loopback addresses)",
             )),
@@ -184,15 +183,6 @@ impl StackSettings {
             self.project_id
         )
     }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Why a call to Stack failed. Messages never contain a password, token or key.
