@@ -90,7 +90,8 @@ impl From<TokenError> for ApiError {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+/// The bearer token of the request, if it sends an Authorization header.
+pub(super) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

@@ -121,21 +121,10 @@ fn invalid_token_code(code: &'static str, message: &str) -> ApiError {
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthorized {
-            code: "missing_token",
-            message: "send an ingest token as `Authorization: Bearer <token>`".into(),
-        })?;
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(|| invalid_token("the Authorization header must be `Bearer <token>`"))
+    super::auth::bearer(headers)?.ok_or_else(|| ApiError::Unauthorized {
+        code: "missing_token",
+        message: "send an ingest token as `Authorization: Bearer <token>`".into(),
+    })
 }
 
 fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {

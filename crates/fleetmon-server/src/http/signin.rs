@@ -31,7 +31,7 @@ pub struct PasswordSignIn {
     pub(super) password: String,
 }
 
-pub(super) fn too_many(seconds: u64) -> ApiError {
+fn too_many(seconds: u64) -> ApiError {
     ApiError::TooManyRequests {
         retry_after: seconds,
         message: format!("too many failed sign-ins; try again in {seconds} s"),
@@ -73,28 +73,16 @@ pub async fn local_sign_in(
         });
     }
     let attempt = Attempt::new(&body.email, addr);
+    refuse_if_locked(&state, &attempt).await?;
     let mut tx = state.db.begin(TenantContext::none()).await?;
-    if let Some(seconds) = attempt.locked_for(tx.conn()).await? {
-        return Err(too_many(seconds));
-    }
     let user = local::check_password(tx.conn(), &body.email, &body.password).await?;
-    match user {
-        None => {
-            attempt.failed(tx.conn()).await?;
-            tx.commit().await?;
-            Err(unauthorized(
-                "invalid_credentials",
-                "wrong email or password",
-            ))
-        }
-        Some(user_id) => {
-            attempt.succeeded(tx.conn()).await?;
-            tx.commit().await?;
-            // fleetmon's operators create built-in accounts, so fleetmon vouches for their email.
-            crate::auth::teams::accept_invitations(&state.db, user_id).await?;
-            start_session(&state, user_id, "local", &headers, addr, None).await
-        }
-    }
+    tx.commit().await?;
+    record_attempt(&state, &attempt, user.is_some()).await?;
+    let user_id =
+        user.ok_or_else(|| unauthorized("invalid_credentials", "wrong email or password"))?;
+    // fleetmon's operators create built-in accounts, so fleetmon vouches for their email.
+    crate::auth::teams::accept_invitations(&state.db, user_id).await?;
+    start_session(&state, user_id, "local", &headers, addr, None).await
 }
 
 /// The user a provider's freshly issued token stands for, with the org its team claim names.
@@ -119,6 +107,51 @@ pub(super) async fn signed_in_user_verified(
     Ok(user_id)
 }
 
+/// The cookie carrying a fresh access token of `session_id`.
+fn access_cookie(
+    state: &AppState,
+    key: &signing::ActiveKey,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> HeaderValue {
+    let access = sign_access_token(key, &state.auth.settings.public_url, user_id, session_id);
+    cookies::set(
+        cookies::ACCESS,
+        &access,
+        "/",
+        ACCESS_TOKEN_TTL.num_seconds(),
+        true,
+        state.auth.settings.secure_cookies(),
+    )
+}
+
+/// Refuses a sign-in attempt while one of its throttling keys is locked.
+pub(super) async fn refuse_if_locked(state: &AppState, attempt: &Attempt) -> Result<(), ApiError> {
+    let mut tx = state.db.begin(TenantContext::none()).await?;
+    let locked = attempt.locked_for(tx.conn()).await?;
+    tx.commit().await?;
+    match locked {
+        Some(seconds) => Err(too_many(seconds)),
+        None => Ok(()),
+    }
+}
+
+/// Counts a failed attempt, or clears the account's count after a success.
+pub(super) async fn record_attempt(
+    state: &AppState,
+    attempt: &Attempt,
+    succeeded: bool,
+) -> Result<(), ApiError> {
+    let mut tx = state.db.begin(TenantContext::none()).await?;
+    if succeeded {
+        attempt.succeeded(tx.conn()).await?;
+    } else {
+        attempt.failed(tx.conn()).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Opens a session and answers with its cookies and the signed-in user.
 pub(super) async fn start_session(
     state: &AppState,
@@ -138,21 +171,13 @@ pub(super) async fn start_session(
     let session = sessions::open(tx.conn(), user_id, provider, user_agent, addr).await?;
     let key = signing::active(tx.conn()).await?;
     tx.commit().await?;
-    let access = sign_access_token(&key, &state.auth.settings.public_url, user_id, session.id);
     let mut response = Json(json!({ "user_id": user_id, "provider": provider })).into_response();
     let secure = state.auth.settings.secure_cookies();
     let set = response.headers_mut();
     let lifetime = SESSION_LIFETIME.num_seconds();
     set.append(
         header::SET_COOKIE,
-        cookies::set(
-            cookies::ACCESS,
-            &access,
-            "/",
-            ACCESS_TOKEN_TTL.num_seconds(),
-            true,
-            secure,
-        ),
+        access_cookie(state, &key, user_id, session.id),
     );
     set.append(
         header::SET_COOKIE,
@@ -251,23 +276,10 @@ pub async fn refresh(
         .await?;
     let key = signing::active(tx.conn()).await?;
     tx.commit().await?;
-    let access = sign_access_token(
-        &key,
-        &state.auth.settings.public_url,
-        session.user_id,
-        session.id,
-    );
     let mut response = Json(json!({ "user_id": session.user_id })).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        cookies::set(
-            cookies::ACCESS,
-            &access,
-            "/",
-            ACCESS_TOKEN_TTL.num_seconds(),
-            true,
-            state.auth.settings.secure_cookies(),
-        ),
+        access_cookie(&state, &key, session.user_id, session.id),
     );
     Ok(response)
 }

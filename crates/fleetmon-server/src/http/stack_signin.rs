@@ -13,13 +13,13 @@ use serde_json::json;
 use super::auth::{unauthorized, ClientAddr};
 use super::json::JsonBody;
 use super::signin::{
-    begin_redirect, check_sign_in_origin, finish_redirect, land, redirect_to_provider,
-    signed_in_user, start_session, too_many, CallbackQuery, PasswordSignIn, StartQuery,
+    begin_redirect, check_sign_in_origin, finish_redirect, land, record_attempt,
+    redirect_to_provider, refuse_if_locked, signed_in_user, start_session, CallbackQuery,
+    PasswordSignIn, StartQuery,
 };
 use super::{ApiError, AppState};
 use crate::auth::stack::{StackClient, StackError, StackSession};
 use crate::auth::throttle::Attempt;
-use crate::db::TenantContext;
 
 /// The key of pending OAuth sign-ins through Stack in `oidc_logins`.
 const OAUTH_LOGIN_KEY: &str = "stack:oauth";
@@ -58,22 +58,15 @@ async fn throttled(
     attempt: &Attempt,
     call: impl std::future::Future<Output = Result<StackSession, StackError>>,
 ) -> Result<StackSession, ApiError> {
-    let mut tx = state.db.begin(TenantContext::none()).await?;
-    let locked = attempt.locked_for(tx.conn()).await?;
-    tx.commit().await?;
-    if let Some(seconds) = locked {
-        return Err(too_many(seconds));
-    }
+    refuse_if_locked(state, attempt).await?;
     let outcome = call.await;
-    let mut tx = state.db.begin(TenantContext::none()).await?;
     match &outcome {
-        Ok(_) => attempt.succeeded(tx.conn()).await?,
+        Ok(_) => record_attempt(state, attempt, true).await?,
         Err(StackError::InvalidCredentials | StackError::InvalidCode) => {
-            attempt.failed(tx.conn()).await?
+            record_attempt(state, attempt, false).await?
         }
         Err(_) => {}
     }
-    tx.commit().await?;
     outcome.map_err(stack_failed)
 }
 
