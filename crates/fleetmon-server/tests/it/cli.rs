@@ -153,6 +153,32 @@ fn configuration_errors_name_the_problem() {
 }
 
 #[test]
+fn sign_in_settings_read_stacks_variable_names_and_refuse_plain_http() {
+    // Stack's own variable names are read when fleetmon's are unset; an unusable URL is an
+    // error at start-up (before the database is touched), not a provider silently off.
+    let line = error_line(&run(fleetmon()
+        .arg("serve")
+        .env("NEXT_PUBLIC_STACK_PROJECT_ID", "proj-1")
+        .env("NEXT_PUBLIC_STACK_API_URL", "http://stack.example.com")));
+    assert!(
+        line.contains("Stack API URL") && line.contains("https"),
+        "{line}"
+    );
+    let line = error_line(&run(fleetmon()
+        .arg("serve")
+        .env("FLEETMON_OIDC_ISSUER", "http://login.example.com")
+        .env("FLEETMON_OIDC_CLIENT_ID", "fleetmon")));
+    assert!(
+        line.contains("OIDC issuer") && line.contains("loopback"),
+        "{line}"
+    );
+    let line = error_line(&run(fleetmon()
+        .arg("serve")
+        .env("FLEETMON_OIDC_ISSUER", "https://login.example.com")));
+    assert!(line.contains("audiences"), "{line}");
+}
+
+#[test]
 fn settings_come_from_the_config_file() {
     // The database URL comes from the file; an unreachable one proves it was read.
     let dir = scratch_dir("config");
