@@ -277,21 +277,25 @@ impl OrgAccess {
         let not_found = || ApiError::NotFound {
             message: format!("no organization {slug:?} for you"),
         };
-        let mut tx = state.db.begin(TenantContext::none()).await?;
-        let org = orgs::by_slug(tx.conn(), slug).await?;
-        tx.commit().await?;
-        let org = org.ok_or_else(not_found)?;
-        let role = match principal {
-            Principal::ReadToken { org_id, .. } if org_id == org.id => None,
-            Principal::ReadToken { .. } => return Err(not_found()),
+        let (org, role) = match principal {
+            Principal::ReadToken { org_id, .. } => {
+                let mut tx = state.db.begin(TenantContext::none()).await?;
+                let org = orgs::by_slug(tx.conn(), slug).await?;
+                tx.commit().await?;
+                match org {
+                    Some(org) if org.id == org_id => (org, None),
+                    _ => return Err(not_found()),
+                }
+            }
             Principal::User { user_id, .. } => {
                 let mut tx = state
                     .db
-                    .begin(TenantContext::org(org.id).with_user(user_id))
+                    .begin(TenantContext::none().with_user(user_id))
                     .await?;
-                let role = orgs::role_of(tx.conn(), org.id, user_id).await?;
+                let found = orgs::membership(tx.conn(), slug, user_id).await?;
                 tx.commit().await?;
-                Some(role.ok_or_else(not_found)?)
+                let (org, role) = found.ok_or_else(not_found)?;
+                (org, Some(role))
             }
         };
         Ok(Self {

@@ -166,20 +166,35 @@ pub async fn of_user(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<Membe
     .await?)
 }
 
-/// The role of `user_id` in the org of `conn`'s transaction, if they are a member.
-pub async fn role_of(
+/// The org with `slug` and the role `user_id` has in it, in one statement, in the user's own
+/// context (`TenantContext::none().with_user(user_id)`: the memberships policy shows a user with
+/// no org selected their own memberships). `None` when there is no such org or they are not a
+/// member — the caller cannot tell which, and neither can anyone it answers.
+pub async fn membership(
     conn: &mut PgConnection,
-    org_id: Uuid,
+    slug: &str,
     user_id: Uuid,
-) -> Result<Option<Role>, DbError> {
-    let role: Option<String> = crate::db::sql::query_scalar(
-        "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2",
+) -> Result<Option<(Org, Role)>, DbError> {
+    let row: Option<(Uuid, String, String, chrono::DateTime<chrono::Utc>, String)> = query_as(
+        "SELECT o.id, o.slug, o.name, o.created_at, m.role
+         FROM organizations o JOIN memberships m ON m.org_id = o.id AND m.user_id = $2
+         WHERE o.slug = $1",
     )
-    .bind(org_id)
+    .bind(slug)
     .bind(user_id)
     .fetch_optional(conn)
     .await?;
-    Ok(role.as_deref().and_then(Role::parse))
+    Ok(row.and_then(|(id, slug, name, created_at, role)| {
+        Some((
+            Org {
+                id,
+                slug,
+                name,
+                created_at,
+            },
+            Role::parse(&role)?,
+        ))
+    }))
 }
 
 /// Deletes the org of `conn`'s transaction and, through the foreign keys, all of its data.
