@@ -80,6 +80,24 @@ impl Provider {
         })
     }
 
+    /// Applies the token's team claim, if any: membership of the org linked to that team.
+    pub async fn join_claimed_team(
+        &self,
+        db: &crate::db::TenantDb,
+        user_id: Uuid,
+        token: &VerifiedToken,
+    ) -> Result<(), crate::db::DbError> {
+        let Some(team) = self.team_claim(token) else {
+            return Ok(());
+        };
+        let stack_issuer = self.stack.as_ref().map(|_| self.users_issuer.as_str());
+        let source = super::teams::ClaimSource {
+            stack_issuer,
+            subject: &token.subject,
+        };
+        super::teams::join_team_org(db, user_id, &team, source).await
+    }
+
     pub fn discovery(&self) -> Option<&super::oidc::Discovery> {
         self.discovery.as_deref()
     }
@@ -93,7 +111,7 @@ impl Provider {
     /// Stack's team ids are used as they are (Stack's webhooks name teams the same way); an OIDC
     /// provider's org claim is prefixed with the provider's name, so two issuers whose claims
     /// happen to share a value never share an org.
-    pub fn team_claim(&self, token: &VerifiedToken) -> Option<String> {
+    fn team_claim(&self, token: &VerifiedToken) -> Option<String> {
         let pointer = self.org_claim.as_deref()?;
         let value = match Value::Object(token.claims.clone()).pointer(pointer)? {
             Value::String(id) if !id.is_empty() && id.len() <= 200 => id.clone(),

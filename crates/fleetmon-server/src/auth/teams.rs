@@ -31,17 +31,50 @@ pub async fn accept_invitations(db: &TenantDb, user_id: Uuid) -> Result<(), DbEr
     Ok(())
 }
 
+/// Where a team claim comes from: Stack's webhooks may have said the team, the user or their
+/// membership is gone, which a still-valid token must not undo.
+pub struct ClaimSource<'a> {
+    pub stack_issuer: Option<&'a str>,
+    pub subject: &'a str,
+}
+
 /// Makes the user a member of the org linked to `team` (its `external_team_id`). A team seen for
 /// the first time gets an org, and its first user becomes the owner; later users join as
-/// members. An existing role is never changed.
-pub async fn join_team_org(db: &TenantDb, user_id: Uuid, team: &str) -> Result<(), DbError> {
+/// members. An existing role is never changed. Nothing is joined when the team, the user or the
+/// membership was deleted in Stack (per its webhooks), or when an admin removed this user from
+/// the org: a claim never overrides a removal (an admin can add them back).
+pub async fn join_team_org(
+    db: &TenantDb,
+    user_id: Uuid,
+    team: &str,
+    source: ClaimSource<'_>,
+) -> Result<(), DbError> {
     let mut tx = db.begin(TenantContext::none()).await?;
     let org_id: Option<Uuid> =
         query_scalar("SELECT id FROM organizations WHERE external_team_id = $1")
             .bind(team)
             .fetch_optional(tx.conn())
             .await?;
+    let gone_in_stack: bool = match source.stack_issuer {
+        Some(issuer) => {
+            query_scalar(
+                "SELECT EXISTS (SELECT FROM stack_sync_state WHERE issuer = $1 AND NOT present
+                                AND ((kind = 'team' AND object_id = $2)
+                                  OR (kind = 'membership' AND object_id = $2 || '/' || $3)
+                                  OR (kind = 'user' AND object_id = $3)))",
+            )
+            .bind(issuer)
+            .bind(team)
+            .bind(source.subject)
+            .fetch_one(tx.conn())
+            .await?
+        }
+        None => false,
+    };
     tx.commit().await?;
+    if gone_in_stack {
+        return Ok(());
+    }
     let (org_id, role) = match org_id {
         Some(org_id) => (org_id, "member"),
         None => (create_team_org(db, team).await?, "owner"),
@@ -50,7 +83,10 @@ pub async fn join_team_org(db: &TenantDb, user_id: Uuid, team: &str) -> Result<(
         .begin(TenantContext::org(org_id).with_user(user_id))
         .await?;
     let joined = query(
-        "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)
+        "INSERT INTO memberships (org_id, user_id, role)
+         SELECT $1, $2, $3
+         WHERE NOT EXISTS (SELECT FROM audit_log WHERE org_id = $1 AND action = 'member.removed'
+                                                   AND target = 'user:' || $2::text)
          ON CONFLICT (org_id, user_id) DO NOTHING",
     )
     .bind(org_id)

@@ -1,8 +1,8 @@
 //! Sign-in throttling, per account and per client address, for every provider alike.
 //!
-//! Failures are counted in `sign_in_throttle` (so all replicas share the count) within a window;
-//! reaching the limit locks the key for a while. A success clears the account's count, not the
-//! address's: one good password must not reset an address that is guessing at many accounts.
+//! Attempts are counted in `sign_in_throttle` (so all replicas share the count) within a window,
+//! before they are checked; going over the limit locks the key for a while. A success clears the
+//! account's count and gives the address its attempt back.
 
 use std::net::IpAddr;
 
@@ -47,50 +47,63 @@ impl Attempt {
         account.into_iter().chain(address)
     }
 
-    /// Seconds until the attempt may be made, when one of its keys is locked.
-    pub async fn locked_for(&self, conn: &mut PgConnection) -> Result<Option<u64>, DbError> {
-        let keys: Vec<&str> = self.keys().map(|(key, _)| key).collect();
-        let seconds: Option<f64> = query_scalar(
-            "SELECT max(extract(epoch FROM locked_until - now()))::float8 FROM sign_in_throttle
-             WHERE key = ANY($1) AND locked_until > now()",
-        )
-        .bind(keys)
-        .fetch_one(conn)
-        .await?;
-        Ok(seconds.map(|s| s.ceil().max(1.0) as u64))
-    }
-
-    pub async fn failed(&self, conn: &mut PgConnection) -> Result<(), DbError> {
+    /// Counts the attempt against each of its keys *before* it is checked, so that parallel
+    /// guesses cannot all pass a check made before any of them failed. Returns the seconds to
+    /// wait when a key is (or, with this attempt, becomes) locked.
+    pub async fn reserve(&self, conn: &mut PgConnection) -> Result<Option<u64>, DbError> {
+        let mut wait: Option<f64> = None;
         for (key, limit) in self.keys() {
-            query(
+            let locked: Option<f64> = query_scalar(
                 "INSERT INTO sign_in_throttle AS t (key, failures) VALUES ($1, 1)
                  ON CONFLICT (key) DO UPDATE SET
                      failures = CASE WHEN t.window_start < now() - $2 THEN 1 ELSE t.failures + 1 END,
-                     window_start = CASE WHEN t.window_start < now() - $2 THEN now() ELSE t.window_start END",
+                     window_start = CASE WHEN t.window_start < now() - $2 THEN now() ELSE t.window_start END,
+                     locked_until = CASE
+                         WHEN t.locked_until > now() THEN t.locked_until
+                         WHEN (CASE WHEN t.window_start < now() - $2 THEN 1 ELSE t.failures + 1 END) > $3
+                             THEN now() + $4
+                     END
+                 RETURNING extract(epoch FROM locked_until - now())::float8",
             )
             .bind(key)
             .bind(WINDOW)
-            .execute(&mut *conn)
-            .await?;
-            query(
-                "UPDATE sign_in_throttle SET locked_until = now() + $3, failures = 0, window_start = now()
-                 WHERE key = $1 AND failures >= $2",
-            )
-            .bind(key)
             .bind(limit)
             .bind(LOCKOUT)
-            .execute(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
+            if let Some(seconds) = locked.filter(|s| *s > 0.0) {
+                wait = Some(wait.map_or(seconds, |w| w.max(seconds)));
+            }
         }
-        Ok(())
+        Ok(wait.map(|s| s.ceil().max(1.0) as u64))
     }
 
+    /// After a success: the account's count starts again, and the address gets this attempt back
+    /// (one good password must not reset an address that is guessing at many accounts).
     pub async fn succeeded(&self, conn: &mut PgConnection) -> Result<(), DbError> {
         if let Some(account) = &self.account {
             query("DELETE FROM sign_in_throttle WHERE key = $1")
                 .bind(account)
-                .execute(conn)
+                .execute(&mut *conn)
                 .await?;
+        }
+        self.give_back(conn, self.address.as_deref()).await
+    }
+
+    /// After an outcome that was no guess (the provider was unreachable): nothing is counted.
+    pub async fn released(&self, conn: &mut PgConnection) -> Result<(), DbError> {
+        self.give_back(&mut *conn, self.account.as_deref()).await?;
+        self.give_back(conn, self.address.as_deref()).await
+    }
+
+    async fn give_back(&self, conn: &mut PgConnection, key: Option<&str>) -> Result<(), DbError> {
+        if let Some(key) = key {
+            query(
+                "UPDATE sign_in_throttle SET failures = greatest(failures - 1, 0) WHERE key = $1",
+            )
+            .bind(key)
+            .execute(conn)
+            .await?;
         }
         Ok(())
     }

@@ -36,13 +36,14 @@ pub enum Synced {
     Deleted,
 }
 
-/// A user row as sync compares it: id, deleted, email, email_verified, name, seen within a minute.
-type KnownUser = (Uuid, bool, Option<String>, bool, Option<String>, bool);
+/// A user row as sync compares it: id, deleted, email, email_verified, name, seen within a
+/// minute, never seen (created by a provider's webhook before the user's first visit).
+type KnownUser = (Uuid, bool, Option<String>, bool, Option<String>, bool, bool);
 
 pub async fn sync(conn: &mut PgConnection, identity: &Identity) -> Result<Synced, DbError> {
     let known: Option<KnownUser> = query_as(
         "SELECT id, deleted_at IS NOT NULL, email, email_verified, name,
-                last_seen_at > now() - interval '1 minute'
+                coalesce(last_seen_at > now() - interval '1 minute', false), last_seen_at IS NULL
          FROM users WHERE issuer = $1 AND subject = $2",
     )
     .bind(&identity.issuer)
@@ -51,8 +52,10 @@ pub async fn sync(conn: &mut PgConnection, identity: &Identity) -> Result<Synced
     .await?;
     let email_changed = match &known {
         Some((_, true, ..)) => return Ok(Synced::Deleted),
-        Some((user_id, _, email, verified, name, fresh)) => {
-            let email_changed = *email != identity.email || *verified != identity.email_verified;
+        Some((user_id, _, email, verified, name, fresh, never_seen)) => {
+            // A first visit counts as a change: invitations made meanwhile apply now.
+            let email_changed =
+                *never_seen || *email != identity.email || *verified != identity.email_verified;
             if !email_changed && *name == identity.name && *fresh {
                 return Ok(Synced::Active {
                     user_id: *user_id,

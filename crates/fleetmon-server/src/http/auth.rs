@@ -247,9 +247,9 @@ pub async fn user_of(
         teams::accept_invitations(&state.db, user_id).await?;
     }
     if refreshed {
-        if let Some(team) = provider.team_claim(verified) {
-            teams::join_team_org(&state.db, user_id, &team).await?;
-        }
+        provider
+            .join_claimed_team(&state.db, user_id, verified)
+            .await?;
     }
     Ok(Principal::User {
         user_id,

@@ -11,6 +11,8 @@ pub const REFRESH: &str = "fm_refresh";
 pub const STACK_REFRESH: &str = "fm_stack_refresh";
 /// The CSRF token: readable by the page, echoed in `X-CSRF-Token` on state-changing requests.
 pub const CSRF: &str = "fm_csrf";
+/// Binds a Stack magic link to the browser that asked for it (holds the code's nonce).
+pub const STACK_CODE: &str = "fm_stack_code";
 /// Binds an OIDC callback to the browser that started the sign-in.
 pub const OIDC_STATE: &str = "fm_oidc_state";
 

@@ -73,11 +73,16 @@ pub async fn local_sign_in(
         });
     }
     let attempt = Attempt::new(&body.email, addr);
-    refuse_if_locked(&state, &attempt).await?;
+    reserve_attempt(&state, &attempt).await?;
     let mut tx = state.db.begin(TenantContext::none()).await?;
     let user = local::check_password(tx.conn(), &body.email, &body.password).await?;
     tx.commit().await?;
-    record_attempt(&state, &attempt, user.is_some()).await?;
+    let outcome = if user.is_some() {
+        Outcome::Succeeded
+    } else {
+        Outcome::Failed
+    };
+    settle_attempt(&state, &attempt, outcome).await?;
     let user_id =
         user.ok_or_else(|| unauthorized("invalid_credentials", "wrong email or password"))?;
     // fleetmon's operators create built-in accounts, so fleetmon vouches for their email.
@@ -101,9 +106,9 @@ pub(super) async fn signed_in_user_verified(
         unreachable!("a JWT names a user");
     };
     // At sign-in the team claim always applies, not only when the user row was due a write.
-    if let Some(team) = provider.team_claim(verified) {
-        crate::auth::teams::join_team_org(&state.db, user_id, &team).await?;
-    }
+    provider
+        .join_claimed_team(&state.db, user_id, verified)
+        .await?;
     Ok(user_id)
 }
 
@@ -125,10 +130,10 @@ fn access_cookie(
     )
 }
 
-/// Refuses a sign-in attempt while one of its throttling keys is locked.
-pub(super) async fn refuse_if_locked(state: &AppState, attempt: &Attempt) -> Result<(), ApiError> {
+/// Counts a sign-in attempt before it is checked; refuses it while one of its keys is locked.
+pub(super) async fn reserve_attempt(state: &AppState, attempt: &Attempt) -> Result<(), ApiError> {
     let mut tx = state.db.begin(TenantContext::none()).await?;
-    let locked = attempt.locked_for(tx.conn()).await?;
+    let locked = attempt.reserve(tx.conn()).await?;
     tx.commit().await?;
     match locked {
         Some(seconds) => Err(too_many(seconds)),
@@ -136,17 +141,25 @@ pub(super) async fn refuse_if_locked(state: &AppState, attempt: &Attempt) -> Res
     }
 }
 
-/// Counts a failed attempt, or clears the account's count after a success.
-pub(super) async fn record_attempt(
+/// How a reserved attempt ended.
+pub(super) enum Outcome {
+    Succeeded,
+    /// Wrong credentials: the reservation stands as a failure.
+    Failed,
+    /// Not a guess (the provider could not be reached): nothing is counted.
+    NoVerdict,
+}
+
+pub(super) async fn settle_attempt(
     state: &AppState,
     attempt: &Attempt,
-    succeeded: bool,
+    outcome: Outcome,
 ) -> Result<(), ApiError> {
     let mut tx = state.db.begin(TenantContext::none()).await?;
-    if succeeded {
-        attempt.succeeded(tx.conn()).await?;
-    } else {
-        attempt.failed(tx.conn()).await?;
+    match outcome {
+        Outcome::Succeeded => attempt.succeeded(tx.conn()).await?,
+        Outcome::Failed => {}
+        Outcome::NoVerdict => attempt.released(tx.conn()).await?,
     }
     tx.commit().await?;
     Ok(())
@@ -360,11 +373,13 @@ pub struct StartQuery {
 /// Only same-site paths: never an open redirect.
 fn safe_return_to(path: Option<&str>) -> String {
     match path {
+        // Visible ASCII only: browsers drop tabs and newlines from a Location, which would turn
+        // "/\t/evil.example" into "//evil.example".
         Some(p)
             if p.starts_with('/')
                 && !p.starts_with("//")
-                && !p.contains('\\')
-                && p.len() < 1000 =>
+                && p.len() < 1000
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
         {
             p.to_string()
         }
@@ -482,4 +497,28 @@ pub(super) fn land(state: &AppState, mut response: Response, return_to: &str) ->
         ),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return_to;
+
+    #[test]
+    fn return_paths_stay_on_this_site() {
+        assert_eq!(
+            safe_return_to(Some("/jobs?status=failed")),
+            "/jobs?status=failed"
+        );
+        for bad in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/a b",
+            "/\n/x",
+        ] {
+            assert_eq!(safe_return_to(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_return_to(None), "/");
+    }
 }

@@ -4,8 +4,8 @@
 //! session keeps Stack's refresh token so that refreshing goes through Stack.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
@@ -13,11 +13,11 @@ use serde_json::json;
 use super::auth::{unauthorized, ClientAddr};
 use super::json::JsonBody;
 use super::signin::{
-    begin_redirect, check_sign_in_origin, finish_redirect, land, record_attempt,
-    redirect_to_provider, refuse_if_locked, signed_in_user, start_session, CallbackQuery,
+    begin_redirect, check_sign_in_origin, finish_redirect, land, redirect_to_provider,
+    reserve_attempt, settle_attempt, signed_in_user, start_session, CallbackQuery, Outcome,
     PasswordSignIn, StartQuery,
 };
-use super::{ApiError, AppState};
+use super::{cookies, ApiError, AppState};
 use crate::auth::stack::{StackClient, StackError, StackSession};
 use crate::auth::throttle::Attempt;
 
@@ -58,15 +58,14 @@ async fn throttled(
     attempt: &Attempt,
     call: impl std::future::Future<Output = Result<StackSession, StackError>>,
 ) -> Result<StackSession, ApiError> {
-    refuse_if_locked(state, attempt).await?;
+    reserve_attempt(state, attempt).await?;
     let outcome = call.await;
-    match &outcome {
-        Ok(_) => record_attempt(state, attempt, true).await?,
-        Err(StackError::InvalidCredentials | StackError::InvalidCode) => {
-            record_attempt(state, attempt, false).await?
-        }
-        Err(_) => {}
-    }
+    let verdict = match &outcome {
+        Ok(_) => Outcome::Succeeded,
+        Err(StackError::InvalidCredentials | StackError::InvalidCode) => Outcome::Failed,
+        Err(_) => Outcome::NoVerdict,
+    };
+    settle_attempt(state, attempt, verdict).await?;
     outcome.map_err(stack_failed)
 }
 
@@ -118,22 +117,39 @@ fn magic_link_url(state: &AppState) -> String {
 
 /// `POST /auth/stack/send-code` `{"email"}`: Stack emails a one-time code and a magic link. The
 /// answer's `nonce` completes the typed code: the page sends `code` = typed code + nonce, so a
-/// code read from the email alone is not enough to sign in anywhere else.
+/// code read from the email alone is not enough to sign in anywhere else. The nonce also goes in
+/// an HttpOnly cookie, which the magic link must come back with. Each send counts as an attempt
+/// against the email and the address, so nobody can make Stack mail someone without limit.
 pub async fn send_code(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     JsonBody(body): JsonBody<SendCode>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Response, ApiError> {
     check_sign_in_origin(&state, &headers)?;
     let client = stack_client(&state)?;
+    reserve_attempt(&state, &Attempt::new(&body.email, addr)).await?;
     let nonce = client
         .send_sign_in_code(body.email.trim(), &magic_link_url(&state))
         .await
         .map_err(stack_failed)?;
-    Ok((
+    let mut response = (
         StatusCode::ACCEPTED,
         Json(json!({ "sent": true, "nonce": nonce })),
-    ))
+    )
+        .into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookies::set(
+            cookies::STACK_CODE,
+            &nonce,
+            "/auth/stack",
+            900,
+            true,
+            state.auth.settings.secure_cookies(),
+        ),
+    );
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -173,6 +189,15 @@ pub async fn magic_link(
     Query(link): Query<MagicLink>,
 ) -> Result<Response, ApiError> {
     let client = stack_client(&state)?;
+    // Only the browser that asked for the code may use its link: otherwise anyone could send
+    // someone a link that signs them in to the sender's account.
+    let nonce = cookies::get(&headers, cookies::STACK_CODE).unwrap_or_default();
+    if nonce.is_empty() || !link.code.to_lowercase().ends_with(&nonce.to_lowercase()) {
+        return Err(ApiError::Forbidden {
+            code: "csrf_failed",
+            message: "open the sign-in link in the browser where you asked for it".into(),
+        });
+    }
     let session = throttled(
         &state,
         &Attempt::from_address(addr),

@@ -418,3 +418,123 @@ async fn claims_sync_users_sparingly_and_invitations_need_a_verified_email() {
     tx.commit().await.unwrap();
     assert!(recent);
 }
+
+#[tokio::test]
+async fn removals_and_first_visits_of_webhook_created_users_hold() {
+    use fleetmon_server::db::sql::query;
+    use fleetmon_server::db::TenantContext;
+
+    let stack = StackStandin::start().await;
+    let (db, base) = app(&stack).await;
+    let owner = stack.add_user("owner@example.com", PASSWORD);
+    let bob = stack.add_user("bob@example.com", PASSWORD);
+    let team = stack.add_team(&[&owner, &bob]);
+    stack.select_team(&owner, Some(&team));
+    stack.select_team(&bob, Some(&team));
+    let mut owners = Browser::new(&base);
+    assert_eq!(
+        stack_sign_in(&mut owners, "owner@example.com")
+            .await
+            .status(),
+        200
+    );
+    let me: Value = owners
+        .send(Method::GET, "/api/v1/me", None, false)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let slug = me["orgs"][0]["slug"].as_str().unwrap().to_string();
+    let mut bobs = Browser::new(&base);
+    assert_eq!(
+        stack_sign_in(&mut bobs, "bob@example.com").await.status(),
+        200
+    );
+    let bob_id = bobs
+        .send(Method::GET, "/api/v1/me", None, false)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Removed by an admin: bob's team claim, still in his tokens, does not bring him back.
+    let removed = owners
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{slug}/members/{bob_id}"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(removed.status(), 204);
+    assert_eq!(
+        stack_sign_in(&mut bobs, "bob@example.com").await.status(),
+        200
+    );
+    let gone = bobs
+        .send(Method::GET, &format!("/api/v1/orgs/{slug}"), None, false)
+        .await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+
+    // A user Stack's webhook created before their first visit (never seen), invited meanwhile:
+    // the first request works and applies the invitation.
+    let carol = stack.add_user("carol@example.com", PASSWORD);
+    let mut tx = db.tenant().begin(TenantContext::none()).await.unwrap();
+    query("INSERT INTO users (issuer, subject, email, email_verified) VALUES ($1, $2, 'carol@example.com', true)")
+        .bind(stack.settings().issuer())
+        .bind(&carol)
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let invited = owners
+        .send(
+            Method::POST,
+            &format!("/api/v1/orgs/{slug}/members"),
+            Some(json!({ "email": "carol@example.com", "role": "viewer" })),
+            true,
+        )
+        .await;
+    assert_eq!(invited.status(), 201);
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/v1/orgs/{slug}"))
+        .bearer_auth(stack.mint(&stack.claims_for(&carol)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let shown: Value = response.json().await.unwrap();
+    assert_eq!(shown["role"], "viewer");
+}
+
+#[tokio::test]
+async fn a_magic_link_works_only_in_the_browser_that_asked_for_it() {
+    let stack = StackStandin::start().await;
+    let (_db, base) = app(&stack).await;
+    stack.add_user("frank@example.com", PASSWORD);
+    let mut asker = Browser::new(&base);
+    asker
+        .send(
+            Method::POST,
+            "/auth/stack/send-code",
+            Some(json!({ "email": "frank@example.com" })),
+            false,
+        )
+        .await;
+    let link = at(&base, &stack.outbox().pop().unwrap().link);
+    // Someone else's browser (a link sent to a victim) is refused…
+    let mut other = Browser::new(&base);
+    let refused = other.send(Method::GET, &link, None, false).await;
+    assert_eq!(
+        error_code(refused).await,
+        (StatusCode::FORBIDDEN, "csrf_failed".into())
+    );
+    // …the asker's is not.
+    assert_eq!(
+        asker.send(Method::GET, &link, None, false).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
