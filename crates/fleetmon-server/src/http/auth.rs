@@ -15,8 +15,8 @@ use crate::auth::providers::{Kind, Provider};
 use crate::auth::tokens::{self, TokenKind, TokenRejection};
 use crate::auth::users::{self, Synced};
 use crate::auth::{sessions, teams};
-use crate::db::TenantContext;
-use crate::orgs::{self, Org, Role};
+use crate::db::{TenantContext, TenantTx};
+use crate::orgs::{self, members, Org, Role};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,7 +311,11 @@ impl OrgAccess {
         if has >= needed && (self.role.is_some() || needed == Role::Viewer) {
             return Ok(());
         }
-        Err(ApiError::Forbidden {
+        Err(self.too_weak(needed))
+    }
+
+    fn too_weak(&self, needed: Role) -> ApiError {
+        ApiError::Forbidden {
             code: "insufficient_role",
             message: format!(
                 "this needs the {} role in {}; you have {}",
@@ -319,7 +323,32 @@ impl OrgAccess {
                 self.org.slug,
                 self.role.map_or("a read token", Role::as_str)
             ),
-        })
+        }
+    }
+
+    /// Opens the transaction of a change that needs `needed`, confirming inside it (and holding
+    /// until it commits) that the caller still has that role; later checks see the confirmed one.
+    pub async fn begin_write(
+        &mut self,
+        state: &AppState,
+        needed: Role,
+    ) -> Result<TenantTx, ApiError> {
+        self.require(needed)?;
+        let mut tx = state.db.begin(self.context()).await?;
+        if let Principal::User { user_id, .. } = self.principal {
+            let confirmed = members::confirm_role(tx.conn(), self.org.id, user_id).await?;
+            self.role = confirmed;
+            match confirmed {
+                Some(role) if role >= needed => {}
+                Some(_) => return Err(self.too_weak(needed)),
+                None => {
+                    return Err(ApiError::NotFound {
+                        message: format!("no organization {:?} for you", self.org.slug),
+                    })
+                }
+            }
+        }
+        Ok(tx)
     }
 
     pub fn context(&self) -> TenantContext {

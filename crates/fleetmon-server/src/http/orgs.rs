@@ -179,9 +179,9 @@ pub async fn delete(
     principal: Principal,
     Path(slug): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Owner)?;
-    let mut tx = state.db.begin(access.context()).await?;
+    let mut tx = access.begin_write(&state, Role::Owner).await?;
     orgs::delete(tx.conn(), access.org.id).await?;
     tx.commit().await?;
     tracing::info!(org = %access.org.slug, actor = %principal.actor(), "deleted an organization");
@@ -209,13 +209,18 @@ pub struct AddMember {
     role: Role,
 }
 
-fn manage(access: &OrgAccess, role: Role) -> Result<(), ApiError> {
-    // Admins manage members; only owners make or unmake owners.
-    access.require(if role == Role::Owner {
+/// The role it takes to give or take `role`: admins manage members; only owners make or unmake
+/// owners.
+fn needed(role: Role) -> Role {
+    if role == Role::Owner {
         Role::Owner
     } else {
         Role::Admin
-    })
+    }
+}
+
+fn manage(access: &OrgAccess, role: Role) -> Result<(), ApiError> {
+    access.require(needed(role))
 }
 
 /// `POST /api/v1/orgs/{org}/members` `{"email","role"}`.
@@ -225,9 +230,8 @@ pub async fn add_member(
     Path(slug): Path<String>,
     JsonBody(body): JsonBody<AddMember>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
-    manage(&access, body.role)?;
-    let mut tx = state.db.begin(access.context()).await?;
+    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut tx = access.begin_write(&state, needed(body.role)).await?;
     let added = members::add_by_email(
         tx.conn(),
         access.org.id,
@@ -262,9 +266,8 @@ pub async fn change_role(
     Path((slug, user_id)): Path<(String, Uuid)>,
     JsonBody(body): JsonBody<ChangeRole>,
 ) -> Result<Json<Value>, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
-    manage(&access, body.role)?;
-    let mut tx = state.db.begin(access.context()).await?;
+    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut tx = access.begin_write(&state, needed(body.role)).await?;
     let current = members::role_for_update(tx.conn(), access.org.id, user_id).await?;
     manage(&access, current)?;
     members::set_role(tx.conn(), access.org.id, user_id, body.role).await?;
@@ -287,12 +290,11 @@ pub async fn remove_member(
     principal: Principal,
     Path((slug, user_id)): Path<(String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
     let leaving = principal.user_id() == Some(user_id);
-    if !leaving {
-        access.require(Role::Admin)?;
-    }
-    let mut tx = state.db.begin(access.context()).await?;
+    let mut tx = access
+        .begin_write(&state, if leaving { Role::Viewer } else { Role::Admin })
+        .await?;
     let current = members::role_for_update(tx.conn(), access.org.id, user_id).await?;
     if !leaving {
         manage(&access, current)?;
@@ -317,9 +319,9 @@ pub async fn cancel_invitation(
     principal: Principal,
     Path((slug, email)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;
-    let mut tx = state.db.begin(access.context()).await?;
+    let mut tx = access.begin_write(&state, Role::Admin).await?;
     if !members::cancel_invitation(tx.conn(), access.org.id, &email).await? {
         return Err(ApiError::NotFound {
             message: "no such invitation".into(),
@@ -366,7 +368,7 @@ pub async fn create_token(
     Path(slug): Path<String>,
     JsonBody(body): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;
     let kind = TokenKind::parse(&body.kind).ok_or_else(|| ApiError::BadRequest {
         code: "invalid_token_kind",
@@ -379,7 +381,7 @@ pub async fn create_token(
             message: "a token name is 1 to 200 characters".into(),
         });
     }
-    let mut tx = state.db.begin(access.context()).await?;
+    let mut tx = access.begin_write(&state, Role::Admin).await?;
     let token = tokens::create(tx.conn(), access.org.id, kind, name, principal.user_id()).await?;
     audit::record(
         tx.conn(),
@@ -405,9 +407,9 @@ pub async fn revoke_token(
     principal: Principal,
     Path((slug, id)): Path<(String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;
-    let mut tx = state.db.begin(access.context()).await?;
+    let mut tx = access.begin_write(&state, Role::Admin).await?;
     if !tokens::revoke(tx.conn(), id).await? {
         return Err(ApiError::NotFound {
             message: "no such token".into(),
@@ -472,9 +474,9 @@ pub async fn update_settings(
     Path(slug): Path<String>,
     JsonBody(patch): JsonBody<SettingsPatch>,
 ) -> Result<Json<Value>, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;
-    let mut tx = state.db.begin(access.context()).await?;
+    let mut tx = access.begin_write(&state, Role::Admin).await?;
     let next = org_settings::update(tx.conn(), access.org.id, &patch).await?;
     audit::record(
         tx.conn(),

@@ -165,6 +165,23 @@ pub async fn role_for_update(
         .ok_or(MemberError::NotMember)
 }
 
+/// The caller's own role, re-read inside the transaction that acts on it and held until it
+/// ends: a member demoted or removed meanwhile cannot act with the role they lost.
+pub async fn confirm_role(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<Role>, DbError> {
+    lock_owners(conn, org_id).await?;
+    let role: Option<String> =
+        query_scalar("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2 FOR SHARE")
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(role.as_deref().and_then(Role::parse))
+}
+
 pub async fn set_role(
     conn: &mut PgConnection,
     org_id: Uuid,
@@ -198,7 +215,8 @@ pub async fn remove(
 }
 
 async fn lock_owners(conn: &mut PgConnection, org_id: Uuid) -> Result<(), DbError> {
-    query("SELECT 1 FROM memberships WHERE org_id = $1 AND role = 'owner' FOR UPDATE")
+    // In one order, so that concurrent changes queue instead of deadlocking.
+    query("SELECT 1 FROM memberships WHERE org_id = $1 AND role = 'owner' ORDER BY user_id FOR UPDATE")
         .bind(org_id)
         .execute(conn)
         .await?;
