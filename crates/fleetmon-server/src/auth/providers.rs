@@ -61,21 +61,30 @@ impl Provider {
     /// ids already and are not synced.
     pub fn identity(&self, token: &VerifiedToken) -> Result<Identity, ClaimError> {
         let claims = &token.claims;
-        if let Some(stack) = &self.stack {
-            super::stack::check_claims(&stack.settings, claims).map_err(|e| {
-                ClaimError::Refused {
-                    code: e.code(),
-                    message: e.to_string(),
-                }
-            })?;
-        }
-        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
+        let (email, email_verified, name) = match &self.stack {
+            // Stack's own rules: anonymous and restricted users, claim types.
+            Some(stack) => {
+                let checked = super::stack::check_claims(&stack.settings, claims).map_err(|e| {
+                    ClaimError::Refused {
+                        code: e.code(),
+                        message: e.to_string(),
+                    }
+                })?;
+                (checked.email, checked.email_verified, checked.name)
+            }
+            None => {
+                let text =
+                    |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
+                let verified = claims.get("email_verified").and_then(Value::as_bool) == Some(true);
+                (text("email"), verified, text("name"))
+            }
+        };
         Ok(Identity {
             issuer: self.users_issuer.clone(),
             subject: token.subject.clone(),
-            email: text("email").map(|e| e.trim().to_string()),
-            email_verified: claims.get("email_verified").and_then(Value::as_bool) == Some(true),
-            name: text("name"),
+            email: email.map(|e| e.trim().to_string()),
+            email_verified,
+            name,
             claims: Value::Object(claims.clone()),
         })
     }
