@@ -7,5 +7,6 @@ pub mod db;
 pub mod http;
 pub mod ingest;
 pub mod orgs;
+pub mod query;
 pub mod simulate;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod cookies;
 mod error;
+mod fleet;
 mod health;
 mod ingest;
 mod json;
@@ -108,6 +109,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/orgs/{org}/tokens/{id}", delete(orgs::revoke_token))
         .route("/api/v1/orgs/{org}/audit", get(orgs::audit_log))
+        .route("/api/v1/orgs/{org}/machines", get(fleet::machines))
+        .route("/api/v1/orgs/{org}/machines/{id}", get(fleet::machine))
+        .route("/api/v1/orgs/{org}/workers", get(fleet::workers))
+        .route("/api/v1/orgs/{org}/workers/{id}", get(fleet::worker))
         .route(
             "/api/v1/orgs/{org}/settings",
             get(orgs::settings).patch(orgs::update_settings),

@@ -5,6 +5,7 @@ mod catalog;
 mod cli;
 mod embedded;
 mod fixtures;
+mod fleet_api;
 mod harness;
 mod health;
 mod ingest_http;

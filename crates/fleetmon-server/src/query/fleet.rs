@@ -1,0 +1,203 @@
+//! Machines and workers as users see them: reported state plus liveness derived at read time
+//! from `last_seen_at` and the org's thresholds (DESIGN §5).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::db::sql::query_as;
+use crate::db::DbError;
+use crate::orgs::settings::OrgSettings;
+
+/// Longest page of a fleet listing.
+pub const MAX_PAGE: i64 = 1000;
+
+/// The SQL expression of a row's liveness. `$2` and `$3` are the org's `stale_after_s` and
+/// `offline_after_s`; `shutdown` is the time of the row's last shutdown, if any.
+macro_rules! liveness_sql {
+    ($seen:literal, $shutdown:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $shutdown,
+            " IS NOT NULL AND ",
+            $shutdown,
+            " >= ",
+            $seen,
+            " THEN 'offline'
+                  WHEN ",
+            $seen,
+            " = '-infinity' THEN 'offline'
+                  WHEN now() - ",
+            $seen,
+            " > make_interval(secs => $3) THEN 'offline'
+                  WHEN now() - ",
+            $seen,
+            " > make_interval(secs => $2) THEN 'stale'
+                  ELSE 'online' END"
+        )
+    };
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Machine {
+    pub id: String,
+    pub hostname: Option<String>,
+    /// `online`, `stale` or `offline`.
+    pub liveness: String,
+    pub reported_status: Option<String>,
+    pub host: Value,
+    pub gpus: Value,
+    pub labels: Value,
+    pub uptime_s: Option<i64>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub last_seen_at: DateTime<Utc>,
+    pub shutdown_at: Option<DateTime<Utc>>,
+    /// Workers on this machine, and how many of them are busy.
+    pub workers: i64,
+    pub busy_workers: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Worker {
+    pub id: String,
+    pub machine_id: Option<String>,
+    pub liveness: String,
+    pub status: Option<String>,
+    pub current_job_id: Option<String>,
+    pub capabilities: Value,
+    pub services: Value,
+    pub version: Option<String>,
+    pub connected_at: Option<DateTime<Utc>>,
+    /// `null` for a worker known only from job events, never from a heartbeat.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub jobs_completed: i64,
+    pub jobs_failed: i64,
+}
+
+/// Filters of a listing; ids are listed in order, after the cursor.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub liveness: Option<String>,
+    pub machine: Option<String>,
+    pub status: Option<String>,
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+fn thresholds(settings: &OrgSettings) -> (f64, f64) {
+    (
+        f64::from(settings.stale_after_s),
+        f64::from(settings.offline_after_s),
+    )
+}
+
+const MACHINE_SELECT: &str = concat!(
+    "SELECT m.id, m.hostname, ",
+    liveness_sql!("m.last_seen_at", "m.shutdown_at"),
+    " AS liveness, m.reported_status, m.host, m.gpus, m.labels, m.uptime_s, m.started_at,
+       m.last_seen_at, m.shutdown_at,
+       (SELECT count(*) FROM workers w WHERE w.org_id = m.org_id AND w.machine_id = m.id) AS workers,
+       (SELECT count(*) FROM workers w WHERE w.org_id = m.org_id AND w.machine_id = m.id
+                                         AND w.status = 'busy') AS busy_workers
+     FROM machines m WHERE m.org_id = $1"
+);
+
+pub async fn machines(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    settings: &OrgSettings,
+    filter: &Filter,
+) -> Result<Vec<Machine>, DbError> {
+    let (stale, offline) = thresholds(settings);
+    let sql = format!(
+        "SELECT * FROM ({MACHINE_SELECT} AND ($4::text IS NULL OR m.id > $4)) listed
+         WHERE $5::text IS NULL OR liveness = $5
+         ORDER BY id LIMIT $6"
+    );
+    Ok(query_as(&sql)
+        .bind(org_id)
+        .bind(stale)
+        .bind(offline)
+        .bind(&filter.after)
+        .bind(&filter.liveness)
+        .bind(filter.limit.clamp(1, MAX_PAGE))
+        .fetch_all(conn)
+        .await?)
+}
+
+pub async fn machine(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    settings: &OrgSettings,
+    id: &str,
+) -> Result<Option<Machine>, DbError> {
+    let (stale, offline) = thresholds(settings);
+    let sql = format!("{MACHINE_SELECT} AND m.id = $4");
+    Ok(query_as(&sql)
+        .bind(org_id)
+        .bind(stale)
+        .bind(offline)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// A worker is offline when its own heartbeats stop, and also when its machine shut down after
+/// the worker was last heard from.
+const WORKER_SELECT: &str = concat!(
+    "SELECT w.id, w.machine_id, ",
+    liveness_sql!("w.last_seen_at", "m.shutdown_at"),
+    " AS liveness, w.status, w.current_job_id, w.capabilities, w.services, w.version,
+       w.connected_at, nullif(w.last_seen_at, '-infinity') AS last_seen_at,
+       w.jobs_completed, w.jobs_failed
+     FROM workers w
+     LEFT JOIN machines m ON m.org_id = w.org_id AND m.id = w.machine_id
+     WHERE w.org_id = $1"
+);
+
+pub async fn workers(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    settings: &OrgSettings,
+    filter: &Filter,
+) -> Result<Vec<Worker>, DbError> {
+    let (stale, offline) = thresholds(settings);
+    let sql = format!(
+        "SELECT * FROM ({WORKER_SELECT}
+                          AND ($4::text IS NULL OR w.id > $4)
+                          AND ($5::text IS NULL OR w.machine_id = $5)
+                          AND ($6::text IS NULL OR w.status = $6)) listed
+         WHERE $7::text IS NULL OR liveness = $7
+         ORDER BY id LIMIT $8"
+    );
+    Ok(query_as(&sql)
+        .bind(org_id)
+        .bind(stale)
+        .bind(offline)
+        .bind(&filter.after)
+        .bind(&filter.machine)
+        .bind(&filter.status)
+        .bind(&filter.liveness)
+        .bind(filter.limit.clamp(1, MAX_PAGE))
+        .fetch_all(conn)
+        .await?)
+}
+
+pub async fn worker(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    settings: &OrgSettings,
+    id: &str,
+) -> Result<Option<Worker>, DbError> {
+    let (stale, offline) = thresholds(settings);
+    let sql = format!("{WORKER_SELECT} AND w.id = $4");
+    Ok(query_as(&sql)
+        .bind(org_id)
+        .bind(stale)
+        .bind(offline)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
