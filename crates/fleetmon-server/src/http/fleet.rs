@@ -32,6 +32,7 @@ impl ListQuery {
             }
         }
         Ok(Filter {
+            id: None,
             liveness: self.liveness,
             machine: self.machine,
             status: self.status,
@@ -87,7 +88,9 @@ pub async fn machine(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;
-    let found = fleet::machine(tx.conn(), access.org.id, &settings, &id).await?;
+    let found = fleet::machines(tx.conn(), access.org.id, &settings, &Filter::one(&id))
+        .await?
+        .pop();
     let workers = match &found {
         Some(_) => {
             let filter = Filter {
@@ -128,7 +131,9 @@ pub async fn worker(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;
-    let found = fleet::worker(tx.conn(), access.org.id, &settings, &id).await?;
+    let found = fleet::workers(tx.conn(), access.org.id, &settings, &Filter::one(&id))
+        .await?
+        .pop();
     tx.commit().await?;
     let worker = found.ok_or_else(|| ApiError::NotFound {
         message: format!("no worker {id:?}"),

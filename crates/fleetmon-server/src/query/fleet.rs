@@ -79,11 +79,24 @@ pub struct Worker {
 /// Filters of a listing; ids are listed in order, after the cursor.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    /// One machine or worker by id.
+    pub id: Option<String>,
     pub liveness: Option<String>,
     pub machine: Option<String>,
     pub status: Option<String>,
     pub after: Option<String>,
     pub limit: i64,
+}
+
+impl Filter {
+    /// The one row with `id`.
+    pub fn one(id: &str) -> Self {
+        Self {
+            id: Some(id.to_string()),
+            limit: 1,
+            ..Self::default()
+        }
+    }
 }
 
 fn thresholds(settings: &OrgSettings) -> (f64, f64) {
@@ -112,35 +125,21 @@ pub async fn machines(
 ) -> Result<Vec<Machine>, DbError> {
     let (stale, offline) = thresholds(settings);
     let sql = format!(
-        "SELECT * FROM ({MACHINE_SELECT} AND ($4::text IS NULL OR m.id > $4)) listed
-         WHERE $5::text IS NULL OR liveness = $5
-         ORDER BY id LIMIT $6"
+        "SELECT * FROM ({MACHINE_SELECT}
+                          AND ($4::text IS NULL OR m.id > $4)
+                          AND ($5::text IS NULL OR m.id = $5)) listed
+         WHERE $6::text IS NULL OR liveness = $6
+         ORDER BY id LIMIT $7"
     );
     Ok(query_as(&sql)
         .bind(org_id)
         .bind(stale)
         .bind(offline)
         .bind(&filter.after)
+        .bind(&filter.id)
         .bind(&filter.liveness)
         .bind(filter.limit.clamp(1, MAX_PAGE))
         .fetch_all(conn)
-        .await?)
-}
-
-pub async fn machine(
-    conn: &mut PgConnection,
-    org_id: Uuid,
-    settings: &OrgSettings,
-    id: &str,
-) -> Result<Option<Machine>, DbError> {
-    let (stale, offline) = thresholds(settings);
-    let sql = format!("{MACHINE_SELECT} AND m.id = $4");
-    Ok(query_as(&sql)
-        .bind(org_id)
-        .bind(stale)
-        .bind(offline)
-        .bind(id)
-        .fetch_optional(conn)
         .await?)
 }
 
@@ -167,37 +166,22 @@ pub async fn workers(
     let sql = format!(
         "SELECT * FROM ({WORKER_SELECT}
                           AND ($4::text IS NULL OR w.id > $4)
-                          AND ($5::text IS NULL OR w.machine_id = $5)
-                          AND ($6::text IS NULL OR w.status = $6)) listed
-         WHERE $7::text IS NULL OR liveness = $7
-         ORDER BY id LIMIT $8"
+                          AND ($5::text IS NULL OR w.id = $5)
+                          AND ($6::text IS NULL OR w.machine_id = $6)
+                          AND ($7::text IS NULL OR w.status = $7)) listed
+         WHERE $8::text IS NULL OR liveness = $8
+         ORDER BY id LIMIT $9"
     );
     Ok(query_as(&sql)
         .bind(org_id)
         .bind(stale)
         .bind(offline)
         .bind(&filter.after)
+        .bind(&filter.id)
         .bind(&filter.machine)
         .bind(&filter.status)
         .bind(&filter.liveness)
         .bind(filter.limit.clamp(1, MAX_PAGE))
         .fetch_all(conn)
-        .await?)
-}
-
-pub async fn worker(
-    conn: &mut PgConnection,
-    org_id: Uuid,
-    settings: &OrgSettings,
-    id: &str,
-) -> Result<Option<Worker>, DbError> {
-    let (stale, offline) = thresholds(settings);
-    let sql = format!("{WORKER_SELECT} AND w.id = $4");
-    Ok(query_as(&sql)
-        .bind(org_id)
-        .bind(stale)
-        .bind(offline)
-        .bind(id)
-        .fetch_optional(conn)
         .await?)
 }
