@@ -170,18 +170,32 @@ impl FromRequestParts<AppState> for Principal {
 }
 
 async fn read_token(state: &AppState, org_id: Uuid, token: &str) -> Result<Principal, ApiError> {
+    let token_id = api_token(state, org_id, token, TokenKind::Read).await?;
+    Ok(Principal::ReadToken { org_id, token_id })
+}
+
+/// Checks that `token` is a live API token of `org_id` of the `expected` kind, in a short tenant
+/// transaction of its own; returns its id.
+pub(super) async fn api_token(
+    state: &AppState,
+    org_id: Uuid,
+    token: &str,
+    expected: TokenKind,
+) -> Result<Uuid, ApiError> {
     let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
     let verdict = tokens::authenticate(tx.conn(), org_id, token).await?;
     tx.commit().await?;
     match verdict {
-        Ok(identity) if identity.kind == TokenKind::Read => Ok(Principal::ReadToken {
-            org_id,
-            token_id: identity.token_id,
-        }),
-        Ok(_) => Err(ApiError::Forbidden {
+        Ok(identity) if identity.kind == expected => Ok(identity.token_id),
+        Ok(identity) => Err(ApiError::Forbidden {
             code: "wrong_token_kind",
-            message: "this is an ingest token; reading needs a read token or a signed-in user"
-                .into(),
+            message: match expected {
+                TokenKind::Ingest => "this is a read token; ingest needs an ingest token".into(),
+                TokenKind::Read => format!(
+                    "this is an {} token; reading needs a read token or a signed-in user",
+                    identity.kind.as_str()
+                ),
+            },
         }),
         Err(TokenRejection::Revoked) => {
             Err(unauthorized("revoked_token", "the token has been revoked"))

@@ -8,7 +8,7 @@ use chrono::Utc;
 use fleetmon_proto::ingest::IngestResponse;
 
 use super::{ApiError, AppState};
-use crate::auth::tokens::{self, TokenKind, TokenRejection};
+use crate::auth::tokens::{self, TokenKind};
 use crate::db::{DbError, TenantContext};
 use crate::ingest::{decode, store, Framing};
 
@@ -22,10 +22,13 @@ pub async fn ingest(
 ) -> Result<Json<IngestResponse>, ApiError> {
     let token = bearer(&headers)?;
     let Some((_, org_id)) = tokens::parse_org(token) else {
-        return Err(invalid_token("the token is not a fleetmon API token"));
+        return Err(super::auth::unauthorized(
+            "invalid_token",
+            "the token is not a fleetmon API token",
+        ));
     };
     // Credentials first: nobody without a valid ingest token gets the body read and decoded.
-    authenticate(&state, org_id, token).await?;
+    super::auth::api_token(&state, org_id, token, TokenKind::Ingest).await?;
     let framing = framing(&headers)?;
     let limits = &state.ingest_limits;
     let bytes =
@@ -86,38 +89,8 @@ pub async fn ingest(
     }))
 }
 
-/// Checks that `token` is a live ingest token of `org_id`, in a short transaction of its own.
-async fn authenticate(state: &AppState, org_id: uuid::Uuid, token: &str) -> Result<(), ApiError> {
-    let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
-    let verdict = tokens::authenticate(tx.conn(), org_id, token).await?;
-    tx.commit().await?;
-    match verdict {
-        Ok(identity) if identity.kind == TokenKind::Ingest => Ok(()),
-        Ok(_) => Err(ApiError::Forbidden {
-            code: "wrong_token_kind",
-            message: "this is a read token; ingest needs an ingest token".into(),
-        }),
-        Err(TokenRejection::Revoked) => Err(invalid_token_code(
-            "revoked_token",
-            "the token has been revoked",
-        )),
-        Err(_) => Err(invalid_token("the token is not valid")),
-    }
-}
-
 fn is_retryable(error: &DbError) -> bool {
     matches!(error, DbError::Sql(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
-}
-
-fn invalid_token(message: &str) -> ApiError {
-    invalid_token_code("invalid_token", message)
-}
-
-fn invalid_token_code(code: &'static str, message: &str) -> ApiError {
-    ApiError::Unauthorized {
-        code,
-        message: message.to_string(),
-    }
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
