@@ -9,41 +9,24 @@ use std::io::{BufRead, IsTerminal};
 use super::{KindArg, OrgCommand, TokenCommand, UserCommand};
 use crate::auth::local;
 use crate::auth::tokens::{self, TokenKind};
-use crate::db::sql::query_scalar;
 use crate::db::{Database, TenantContext, TenantDb};
+use crate::orgs;
 
 /// The id of the org with `slug`, or an error that says how to find the right one.
 pub async fn org_id(db: &TenantDb, slug: &str) -> anyhow::Result<Uuid> {
     let mut tx = db.begin(TenantContext::none()).await?;
-    let id: Option<Uuid> = query_scalar("SELECT id FROM organizations WHERE slug = $1")
-        .bind(slug)
-        .fetch_optional(tx.conn())
-        .await?;
-    id.with_context(|| {
+    let org = orgs::by_slug(tx.conn(), slug).await?;
+    tx.commit().await?;
+    org.map(|org| org.id).with_context(|| {
         format!("there is no organization {slug:?}; create it with `fleetmon org create {slug}`")
     })
 }
 
-/// Creates an organization; returns its id.
+/// Creates an organization without members; returns its id.
 pub async fn create_org(db: &TenantDb, slug: &str, name: &str) -> anyhow::Result<Uuid> {
-    let mut tx = db.begin(TenantContext::none()).await?;
-    let id: Option<Uuid> = query_scalar(
-        "INSERT INTO organizations (slug, name) VALUES ($1, $2) ON CONFLICT (slug) DO NOTHING RETURNING id",
-    )
-    .bind(slug)
-    .bind(name)
-    .fetch_optional(tx.conn())
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23514") => anyhow::anyhow!(
-            "{slug:?} is not a valid slug: use 1 to 63 lowercase letters, digits and dashes, \
-             starting and ending with a letter or digit"
-        ),
-        _ => e.into(),
-    })?;
-    let Some(id) = id else {
-        bail!("an organization {slug:?} already exists");
-    };
+    let id = Uuid::new_v4();
+    let mut tx = db.begin(TenantContext::org(id)).await?;
+    orgs::create(tx.conn(), id, slug, name, None).await?;
     tx.commit().await?;
     Ok(id)
 }

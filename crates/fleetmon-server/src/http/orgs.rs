@@ -104,13 +104,7 @@ pub async fn list(
         }
         Principal::ReadToken { org_id, .. } => {
             let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
-            let org: Option<orgs::Org> = crate::db::sql::query_as(
-                "SELECT id, slug, name, created_at FROM organizations WHERE id = $1",
-            )
-            .bind(org_id)
-            .fetch_optional(tx.conn())
-            .await
-            .map_err(crate::db::DbError::from)?;
+            let org = orgs::by_id(tx.conn(), org_id).await?;
             tx.commit().await?;
             json!(org.into_iter().map(|o| json!({ "id": o.id, "slug": o.slug, "name": o.name, "role": "read_token", "created_at": o.created_at })).collect::<Vec<_>>())
         }

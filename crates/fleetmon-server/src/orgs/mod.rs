@@ -80,9 +80,9 @@ pub struct MemberOrg {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrgError {
-    #[error("the slug {0:?} is taken")]
+    #[error("an organization {0:?} already exists")]
     SlugTaken(String),
-    #[error("a slug is 1 to 63 lowercase letters, digits and inner hyphens; {0:?} is not")]
+    #[error("{0:?} is not a valid slug: use 1 to 63 lowercase letters, digits and dashes, starting and ending with a letter or digit")]
     BadSlug(String),
     #[error("a name is 1 to 200 characters")]
     BadName,
@@ -145,12 +145,19 @@ pub async fn create(
 
 /// The org with `slug`; organizations are global, so this needs no tenant context.
 pub async fn by_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<Org>, DbError> {
-    Ok(
-        query_as("SELECT id, slug, name, created_at FROM organizations WHERE slug = $1")
-            .bind(slug)
-            .fetch_optional(conn)
-            .await?,
-    )
+    let org = query_as("SELECT id, slug, name, created_at FROM organizations WHERE slug = $1")
+        .bind(slug)
+        .fetch_optional(conn)
+        .await?;
+    Ok(org)
+}
+
+pub async fn by_id(conn: &mut PgConnection, id: Uuid) -> Result<Option<Org>, DbError> {
+    let org = query_as("SELECT id, slug, name, created_at FROM organizations WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(org)
 }
 
 /// The orgs of the user of `conn`'s transaction (`TenantContext::none().with_user(..)`; the
