@@ -33,6 +33,11 @@ pub struct Session {
     pub provider: String,
 }
 
+/// Whether `secret` could be a refresh secret at all; anything else is not looked up.
+fn shaped(secret: &str) -> bool {
+    secret.starts_with(SECRET_PREFIX) && secret.len() == SECRET_PREFIX.len() + SECRET_LEN
+}
+
 fn hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
@@ -64,7 +69,7 @@ pub async fn open(
 /// The live session a refresh secret belongs to, marking it used. `None` for anything else:
 /// unknown, revoked, expired, or its user deleted.
 pub async fn refresh(conn: &mut PgConnection, secret: &str) -> Result<Option<Session>, DbError> {
-    if !secret.starts_with(SECRET_PREFIX) || secret.len() != SECRET_PREFIX.len() + SECRET_LEN {
+    if !shaped(secret) {
         return Ok(None);
     }
     Ok(query_as(
@@ -99,4 +104,23 @@ pub async fn revoke(conn: &mut PgConnection, id: Uuid) -> Result<(), DbError> {
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Sign-out: revokes the live session `secret` belongs to, in one statement, and says which it
+/// was.
+pub async fn revoke_by_secret(
+    conn: &mut PgConnection,
+    secret: &str,
+) -> Result<Option<Session>, DbError> {
+    if !shaped(secret) {
+        return Ok(None);
+    }
+    Ok(query_as(
+        "UPDATE sessions SET revoked_at = now()
+         WHERE refresh_token_hash = $1 AND revoked_at IS NULL
+         RETURNING id, user_id, provider",
+    )
+    .bind(hash(secret))
+    .fetch_optional(conn)
+    .await?)
 }

@@ -82,6 +82,8 @@ pub async fn serve_on(
 /// Hourly: the coming days' history partitions, and the rotation of fleetmon's signing key.
 async fn maintain(system: SystemDb, tenant: TenantDb) {
     let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+    // Start-up already ensured the partitions, and the signing key is created when first used.
+    every.tick().await;
     loop {
         every.tick().await;
         match partitions::ensure_around_today(&system).await {

@@ -306,10 +306,7 @@ pub async fn sign_out(
     check_csrf(&method, &headers)?;
     if let Some(secret) = cookies::get(&headers, cookies::REFRESH) {
         let mut tx = state.db.begin(TenantContext::none()).await?;
-        let session = sessions::refresh(tx.conn(), secret).await?;
-        if let Some(session) = &session {
-            sessions::revoke(tx.conn(), session.id).await?;
-        }
+        let session = sessions::revoke_by_secret(tx.conn(), secret).await?;
         tx.commit().await?;
         let stack_refresh = cookies::get(&headers, cookies::STACK_REFRESH);
         if let (Some(session), Some(client), Some(token)) =
