@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::ingest_http::{event, App};
-use crate::signin::error_code;
+use crate::signin::{bearer_get, error_code};
 
 fn at(seconds_ago: i64, mut event: Value) -> Value {
     event["at"] = json!((Utc::now() - Duration::seconds(seconds_ago)).to_rfc3339());
@@ -224,19 +224,9 @@ async fn another_orgs_fleet_is_not_found() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let client = reqwest::Client::new();
     let status = |path: String, token: String| {
-        let client = client.clone();
-        let url = format!("{}/api/v1/orgs/{path}", app.base);
-        async move {
-            client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        let response = bearer_get(format!("{}/api/v1/orgs/{path}", app.base), token);
+        async move { response.await.status() }
     };
     // A's credentials on B's org, and B's on A's: not found.
     assert_eq!(

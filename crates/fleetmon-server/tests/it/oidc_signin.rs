@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::harness::{self, TestDb};
 use crate::oidc_provider::{OidcProvider, OidcProviderConfig, TestUser, ORG_CLAIM_POINTER};
-use crate::signin::{error_code, Browser};
+use crate::signin::{bearer_get, error_code, Browser};
 
 struct Setup {
     base: String,
@@ -155,12 +155,7 @@ async fn a_callback_in_another_browser_is_refused() {
 #[tokio::test]
 async fn provider_access_tokens_work_as_bearers_across_key_rotation() {
     let setup = setup().await;
-    let client = reqwest::Client::new();
-    let me = |token: String| {
-        let client = client.clone();
-        let url = format!("{}/api/v1/me", setup.base);
-        async move { client.get(url).bearer_auth(token).send().await.unwrap() }
-    };
+    let me = |token: String| bearer_get(format!("{}/api/v1/me", setup.base), token);
     let bob = TestUser::new("bob");
     let token = setup.provider.obtain_access_token(&bob).await;
     let response = me(token).await;

@@ -96,6 +96,16 @@ impl Browser {
     }
 }
 
+/// A GET with `Authorization: Bearer`, as an API client sends it.
+pub async fn bearer_get(url: String, token: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
     let status = response.status();
     let body: ErrorBody = response.json().await.unwrap();
@@ -187,12 +197,7 @@ async fn a_session_signs_in_refreshes_and_signs_out_with_safe_cookies() {
 
     // The access token also works as a bearer (for scripts using a browser session).
     let access = browser.cookies["fm_access"].clone();
-    let bearer = reqwest::Client::new()
-        .get(format!("{base}/api/v1/orgs"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    let bearer = bearer_get(format!("{base}/api/v1/orgs"), access.clone()).await;
     assert_eq!(bearer.status(), 200);
     let orgs: Value = bearer.json().await.unwrap();
     assert_eq!(orgs["orgs"][0]["slug"], "mine");
@@ -210,12 +215,7 @@ async fn a_session_signs_in_refreshes_and_signs_out_with_safe_cookies() {
     assert_eq!(out.status(), 204);
     assert!(!browser.cookies.contains_key("fm_access"));
     // Revocation is immediate, even for access tokens that have not expired.
-    let after = reqwest::Client::new()
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    let after = bearer_get(format!("{base}/api/v1/me"), access.clone()).await;
     assert_eq!(
         error_code(after).await,
         (StatusCode::UNAUTHORIZED, "session_ended".into())
@@ -269,6 +269,24 @@ async fn sign_in_from_another_origin_or_as_a_form_is_refused() {
         error_code(cross).await,
         (StatusCode::FORBIDDEN, "csrf_failed".into())
     );
+    // A cross-site form can post, but only form-encoded bodies: refused before any check.
+    let form = client
+        .post(format!("{base}/auth/local/sign-in"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("email={email}&password=a+long+enough+password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(form).await,
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type".into()
+        )
+    );
+    // The same credentials as JSON from no foreign origin work: the refusals were not about them.
+    let mut browser = Browser::new(&base);
+    assert_eq!(browser.sign_in(&email, PASSWORD).await.status(), 200);
 }
 
 #[tokio::test]
@@ -335,12 +353,7 @@ async fn rotating_the_signing_key_signs_nobody_out() {
     let last = forged.len() - 2;
     forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(forged).unwrap();
-    let response = reqwest::Client::new()
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(forged)
-        .send()
-        .await
-        .unwrap();
+    let response = bearer_get(format!("{base}/api/v1/me"), forged.to_string()).await;
     assert_eq!(
         response.headers()["www-authenticate"],
         "Bearer error=\"invalid_token\""
@@ -595,10 +608,7 @@ async fn api_tokens_read_only_their_org_and_stop_when_revoked() {
     );
 
     let client = reqwest::Client::new();
-    let get = |path: String, token: String| {
-        let client = client.clone();
-        async move { client.get(path).bearer_auth(token).send().await.unwrap() }
-    };
+    let get = bearer_get;
     assert_eq!(
         get(format!("{}/api/v1/orgs/{slug}", org.base), secret.clone())
             .await
@@ -754,12 +764,7 @@ async fn requests_without_credentials_get_a_401_with_a_reason() {
         (StatusCode::UNAUTHORIZED, "missing_token".into())
     );
     for (token, code) in [("a.b", "malformed_token"), ("not-a-jwt", "malformed_token")] {
-        let response = reqwest::Client::new()
-            .get(format!("{base}/api/v1/orgs"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let response = bearer_get(format!("{base}/api/v1/orgs"), token.to_string()).await;
         assert_eq!(
             error_code(response).await,
             (StatusCode::UNAUTHORIZED, code.to_string()),

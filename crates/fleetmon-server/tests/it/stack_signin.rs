@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::harness::{self, TestDb};
-use crate::signin::{error_code, Browser};
+use crate::signin::{bearer_get, error_code, Browser};
 use crate::stack_standin::StackStandin;
 
 const PASSWORD: &str = "stack user password";
@@ -128,12 +128,7 @@ async fn stack_bearer_tokens_are_verified_locally_and_keys_rotate_without_restar
     let stack = StackStandin::start().await;
     let (_db, base) = app(&stack).await;
     let carol = stack.add_user("carol@example.com", PASSWORD);
-    let client = reqwest::Client::new();
-    let me = |token: String| {
-        let client = client.clone();
-        let url = format!("{base}/api/v1/me");
-        async move { client.get(url).bearer_auth(token).send().await.unwrap() }
-    };
+    let me = |token: String| bearer_get(format!("{base}/api/v1/me"), token);
     let token = stack.mint(&stack.claims_for(&carol));
     let response = me(token.clone()).await;
     assert_eq!(response.status(), 200);
@@ -351,21 +346,9 @@ async fn claims_sync_users_sparingly_and_invitations_need_a_verified_email() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let client = reqwest::Client::new();
     let me = |token: String| {
-        let client = client.clone();
-        let url = format!("{base}/api/v1/me");
-        async move {
-            client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
+        let response = bearer_get(format!("{base}/api/v1/me"), token);
+        async move { response.await.json::<Value>().await.unwrap() }
     };
     let seen = || async {
         let mut tx = db.tenant().begin(TenantContext::none()).await.unwrap();
