@@ -152,21 +152,14 @@ pub async fn role_for_update(
     org_id: Uuid,
     user_id: Uuid,
 ) -> Result<Role, MemberError> {
-    lock_owners(conn, org_id).await?;
-    let role: Option<String> =
-        query_scalar("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
-            .bind(org_id)
-            .bind(user_id)
-            .fetch_optional(conn)
-            .await
-            .map_err(DbError::from)?;
-    role.as_deref()
-        .and_then(Role::parse)
+    confirm_role(conn, org_id, user_id)
+        .await?
         .ok_or(MemberError::NotMember)
 }
 
-/// The caller's own role, re-read inside the transaction that acts on it and held until it
-/// ends: a member demoted or removed meanwhile cannot act with the role they lost.
+/// A member's role, read after locking the org's owners and held (`FOR SHARE`) until the
+/// transaction ends: for the caller of a change, a member demoted or removed meanwhile cannot
+/// act with the role they lost.
 pub async fn confirm_role(
     conn: &mut PgConnection,
     org_id: Uuid,
