@@ -16,6 +16,7 @@ mod migrations;
 mod oidc_fixture;
 mod oidc_provider;
 mod oidc_signin;
+mod openapi;
 mod pgbouncer;
 mod pool_hygiene;
 mod projection;
