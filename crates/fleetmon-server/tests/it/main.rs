@@ -20,6 +20,7 @@ mod openapi;
 mod pgbouncer;
 mod pool_hygiene;
 mod projection;
+mod prometheus;
 mod property;
 mod signin;
 mod stack_client;
