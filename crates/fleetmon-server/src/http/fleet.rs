@@ -1,7 +1,7 @@
 //! `GET /api/v1/orgs/{org}/machines…` and `…/workers…`: the fleet as it is now, with derived
 //! liveness, for viewers and read tokens; `DELETE …/machines/{id}` for admins.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use fleetmon_proto::ErrorBody;
@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{OrgAccess, Principal};
 use super::openapi::OrgPath;
+use super::params::QueryParams;
 use super::{ApiError, AppState};
 use crate::orgs::{audit, settings as org_settings, Role};
 use crate::query::fleet::{self, Filter, Machine, Removal, Worker};
@@ -89,7 +90,7 @@ pub async fn machines(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<MachinePage>, ApiError> {
     let filter = query.filter()?;
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;
@@ -154,7 +155,7 @@ pub async fn workers(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<WorkerPage>, ApiError> {
     let filter = query.filter()?;
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;

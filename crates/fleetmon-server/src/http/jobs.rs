@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use fleetmon_proto::ErrorBody;
@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::auth::{OrgAccess, Principal};
 use super::openapi::OrgPath;
+use super::params::QueryParams;
 use super::{ApiError, AppState};
 use crate::orgs::{settings as org_settings, Role};
 use crate::query::jobs::{self, Cursor, JobDetail, JobFilter, JobSummary};
@@ -158,7 +159,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-    Query(pairs): Query<Vec<(String, String)>>,
+    QueryParams(pairs): QueryParams<Vec<(String, String)>>,
 ) -> Result<Json<JobPage>, ApiError> {
     let filter = filter(pairs)?;
     let access = OrgAccess::resolve(&state, principal, &slug).await?;

@@ -11,6 +11,7 @@ mod json;
 mod oidc_signin;
 mod openapi;
 mod orgs;
+mod params;
 mod prometheus;
 mod signin;
 mod stack_signin;

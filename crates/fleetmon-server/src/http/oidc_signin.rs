@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::Value;
 
 use super::auth::{unauthorized, ClientAddr};
+use super::params::QueryParams;
 use super::signin::{
     begin_redirect, finish_redirect, land, redirect_to_provider, signed_in_user_verified,
     start_session, CallbackQuery, StartQuery,
@@ -70,7 +71,7 @@ async fn document(provider: &Provider) -> Result<&oidc::DiscoveryDocument, ApiEr
 pub async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<StartQuery>,
+    QueryParams(query): QueryParams<StartQuery>,
 ) -> Result<Response, ApiError> {
     let provider = browser_provider(&state, &name)?;
     let settings = provider.oidc.as_ref().expect("checked by browser_provider");
@@ -107,7 +108,7 @@ pub async fn start(
 pub async fn callback(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<CallbackQuery>,
+    QueryParams(query): QueryParams<CallbackQuery>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

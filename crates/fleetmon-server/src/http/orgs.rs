@@ -1,7 +1,7 @@
 //! `/api/v1/me` and `/api/v1/orgs…`: organizations, members, API tokens, settings and the audit
 //! log, each endpoint checking the caller's role in the org.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::auth::{OrgAccess, Principal};
 use super::json::JsonBody;
 use super::openapi::OrgPath;
+use super::params::QueryParams;
 use super::{ApiError, AppState};
 use crate::auth::tokens::{self, TokenInfo, TokenKind};
 use crate::auth::users::{self, Profile};
@@ -553,7 +554,7 @@ pub async fn audit_log(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-    Query(page): Query<AuditQuery>,
+    QueryParams(page): QueryParams<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;

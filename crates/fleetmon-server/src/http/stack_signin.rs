@@ -3,7 +3,7 @@
 //! Whatever the way in, the access token Stack returns is verified against Stack's JWKS, and the
 //! session keeps Stack's refresh token so that refreshing goes through Stack.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{unauthorized, ClientAddr};
 use super::json::JsonBody;
+use super::params::QueryParams;
 use super::signin::{
     begin_redirect, check_sign_in_origin, finish_redirect, land, redirect_to_provider,
     reserve_attempt, settle_attempt, signed_in_user, start_session, CallbackQuery, Outcome,
@@ -212,7 +213,7 @@ pub async fn magic_link(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
-    Query(link): Query<MagicLink>,
+    QueryParams(link): QueryParams<MagicLink>,
 ) -> Result<Response, ApiError> {
     let client = stack_client(&state)?;
     // Only the browser that asked for the code may use its link: otherwise anyone could send
@@ -247,7 +248,7 @@ fn oauth_callback_url(state: &AppState) -> String {
 pub async fn oauth_start(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    Query(query): Query<StartQuery>,
+    QueryParams(query): QueryParams<StartQuery>,
 ) -> Result<Response, ApiError> {
     let client = stack_client(&state)?;
     let pending = begin_redirect(&state, OAUTH_LOGIN_KEY, query.return_to.as_deref()).await?;
@@ -276,7 +277,7 @@ pub async fn oauth_callback(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
-    Query(query): Query<CallbackQuery>,
+    QueryParams(query): QueryParams<CallbackQuery>,
 ) -> Result<Response, ApiError> {
     let client = stack_client(&state)?;
     let (code, login) = finish_redirect(&state, OAUTH_LOGIN_KEY, query, &headers).await?;

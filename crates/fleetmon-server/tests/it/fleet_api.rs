@@ -156,6 +156,12 @@ async fn filters_pages_and_details() {
         error_code(bad).await,
         (StatusCode::BAD_REQUEST, "invalid_filter".into())
     );
+    // A value of the wrong type is a JSON error too, not axum's plain text.
+    let bad = get(&app, "/machines?limit=many").await;
+    assert_eq!(
+        error_code(bad).await,
+        (StatusCode::BAD_REQUEST, "invalid_query".into())
+    );
 
     // Pages of two by id: no duplicates, no gaps, and the last page says there is no more.
     let first = json_of(get(&app, "/machines?limit=2").await).await;
