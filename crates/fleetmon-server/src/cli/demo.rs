@@ -93,7 +93,18 @@ async fn run(
         let _ = stop_fleet.send(true);
     };
     let auth = crate::auth::settings::AuthSettings::local_only(&url);
-    let server = serve_on(db, listener, args_limits(file), auth, until(server_stopped));
+    let changes = crate::live::listener::listen_options(
+        file.listen_database_url.as_deref(),
+        &db.connect_options(),
+    )?;
+    let server = serve_on(
+        db,
+        listener,
+        args_limits(file),
+        auth,
+        changes,
+        until(server_stopped),
+    );
     let (served, (), ()) = tokio::join!(server, simulator, signal);
     served
 }

@@ -32,7 +32,7 @@ impl ListQuery {
             }
         }
         Ok(Filter {
-            id: None,
+            ids: None,
             liveness: self.liveness,
             machine: self.machine,
             status: self.status,

@@ -2,3 +2,4 @@
 //! Everything runs in the org's tenant transaction, so row-level security confines it.
 
 pub mod fleet;
+pub mod job_rows;
