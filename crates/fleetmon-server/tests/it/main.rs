@@ -25,4 +25,5 @@ mod stack_client;
 mod stack_signin;
 mod stack_standin;
 mod stack_webhooks;
+mod stream;
 mod tenancy;
