@@ -345,6 +345,11 @@ async fn serve_on_the_embedded_default_then_stop_cleanly_and_survive_a_kill() {
             .any(|l| l.contains("embedded PostgreSQL stopped")),
         "{lines:?}"
     );
+    // Live updates listen through the embedded server's socket too.
+    assert!(
+        lines.iter().any(|l| l.contains("listening for changes")),
+        "{lines:?}"
+    );
     assert!(wait_gone(postgres), "postgres exits with fleetmon");
     assert!(!data_dir.join("postgres/postmaster.pid").exists());
 
