@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::cli::{fleetmon, listening, Served};
 use crate::harness::{self, cluster, url_for, TestDb};
 use crate::ingest_http::event;
+use crate::pgbouncer::PgBouncer;
 use crate::signin::error_code;
 
 /// Longest any wait for an expected event; only a hang reaches it.
@@ -195,10 +196,15 @@ fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 
 /// A `fleetmon serve` process on `database`.
 fn replica(database: &str) -> Served {
+    serve_with(&[("DATABASE_URL", url_for(database))])
+}
+
+fn serve_with(env: &[(&str, String)]) -> Served {
     let mut command = fleetmon();
-    command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("DATABASE_URL", url_for(database));
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    for (name, value) in env {
+        command.env(name, value);
+    }
     listening(command)
 }
 
@@ -296,6 +302,30 @@ async fn a_change_ingested_through_one_replica_is_streamed_by_another_within_a_s
     assert!(status.success(), "{status:?}");
     assert!(stream.next().await.is_none(), "the stream ended");
     assert!(tokio::task::spawn_blocking(move || stop(a))
+        .await
+        .unwrap()
+        .success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_transaction_pooler_the_listener_connects_directly() {
+    let db = TestDb::new().await;
+    let org = Org::create(&db.tenant()).await;
+    let bouncer = PgBouncer::start();
+    // Requests and ingest (with its NOTIFY) through PgBouncer in transaction mode; LISTEN, which
+    // needs a session of its own, on a direct connection.
+    let served = serve_with(&[
+        ("DATABASE_URL", bouncer.url(&db.name)),
+        ("FLEETMON_LISTEN_DATABASE_URL", url_for(&db.name)),
+    ]);
+    let mut stream = SseReader::open(&served.base, &org, None).await;
+    assert_eq!(stream.expect().await.event, "ready");
+    org.send(&served.base, &[heartbeat("pooled")]).await;
+    assert_eq!(
+        rows(&stream.until("machine").await),
+        pairs(&[("machine", "pooled")])
+    );
+    assert!(tokio::task::spawn_blocking(move || stop(served))
         .await
         .unwrap()
         .success());
