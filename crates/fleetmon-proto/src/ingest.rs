@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 /// One event, as sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub id: Uuid,
     pub at: DateTime<Utc>,
@@ -21,6 +22,7 @@ pub struct Event {
 
 /// The type-specific part of an event; `type` on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type")]
 pub enum EventBody {
     #[serde(rename = "machine.heartbeat")]
@@ -123,6 +125,7 @@ pub const EVENT_TYPES: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MachineState {
     Starting,
@@ -131,6 +134,7 @@ pub enum MachineState {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
@@ -145,6 +149,7 @@ pub struct HostInfo {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Gpu {
     pub index: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,6 +167,7 @@ pub struct Gpu {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineHeartbeat {
     pub machine_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +183,7 @@ pub struct MachineHeartbeat {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineStatus {
     pub machine_id: String,
     pub status: MachineState,
@@ -185,6 +192,7 @@ pub struct MachineStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineShutdown {
     pub machine_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,6 +200,7 @@ pub struct MachineShutdown {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerState {
     Initializing,
@@ -204,6 +213,7 @@ pub enum WorkerState {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceState {
     Starting,
@@ -214,6 +224,7 @@ pub enum ServiceState {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capabilities {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
@@ -224,6 +235,7 @@ pub struct Capabilities {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerHeartbeat {
     pub worker_id: String,
     pub machine_id: String,
@@ -239,6 +251,7 @@ pub struct WorkerHeartbeat {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerStatus {
     pub worker_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -258,6 +271,7 @@ fn is_first_attempt(attempt: &u32) -> bool {
 
 /// Fields every job event carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRef {
     pub job_id: String,
     #[serde(default = "first_attempt", skip_serializing_if = "is_first_attempt")]
@@ -280,6 +294,7 @@ impl JobRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobSubmitted {
     #[serde(flatten)]
     pub job: JobRef,
@@ -300,6 +315,7 @@ pub struct JobSubmitted {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobProgress {
     #[serde(flatten)]
     pub job: JobRef,
@@ -309,6 +325,7 @@ pub struct JobProgress {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobCompleted {
     #[serde(flatten)]
     pub job: JobRef,
@@ -319,6 +336,7 @@ pub struct JobCompleted {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobError {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -329,6 +347,7 @@ pub struct JobError {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobFailed {
     #[serde(flatten)]
     pub job: JobRef,
@@ -338,6 +357,7 @@ pub struct JobFailed {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobEnded {
     #[serde(flatten)]
     pub job: JobRef,
@@ -346,6 +366,7 @@ pub struct JobEnded {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Sample {
     pub name: String,
     pub value: f64,
@@ -357,6 +378,7 @@ pub struct Sample {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Metrics {
     pub machine_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,12 +388,14 @@ pub struct Metrics {
 
 /// A JSON batch: `{"events": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Batch {
     pub events: Vec<Event>,
 }
 
 /// The answer to an ingest request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IngestResponse {
     /// Events stored by this request.
     pub accepted: u32,
@@ -382,6 +406,7 @@ pub struct IngestResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejection {
     pub index: u32,
     pub code: String,

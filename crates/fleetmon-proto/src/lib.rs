@@ -6,12 +6,14 @@ use serde::{Deserialize, Serialize};
 
 /// The body of every error response: `{"error":{"code":"…","message":"…"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// A machine-readable `code` (stable, snake_case) and a `message` for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -30,6 +32,7 @@ impl ErrorBody {
 
 /// `GET /readyz` when the service can serve requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Readiness {
     /// Always `"ready"`; failures are reported as an [`ErrorBody`] with status 503.
     pub status: String,

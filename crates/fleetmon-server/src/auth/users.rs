@@ -99,7 +99,7 @@ pub async fn sync(conn: &mut PgConnection, identity: &Identity) -> Result<Synced
 }
 
 /// A user's profile, as `GET /me` shows it.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Profile {
     pub id: Uuid,
     pub issuer: String,

@@ -5,7 +5,7 @@
 use tokio::sync::watch;
 
 use super::admin;
-use super::serve::{bind, serve_on, shutdown_signal};
+use super::serve::{bind, serve_on, shutdown_signal, Listeners};
 use super::{DemoArgs, SimulationArgs};
 use crate::auth::local;
 use crate::auth::tokens::{self, TokenKind};
@@ -93,13 +93,17 @@ async fn run(
         let _ = stop_fleet.send(true);
     };
     let auth = crate::auth::settings::AuthSettings::local_only(&url);
+    let listeners = Listeners {
+        api: listener,
+        metrics: None,
+    };
     let changes = crate::live::listener::listen_options(
         file.listen_database_url.as_deref(),
         &db.connect_options(),
     )?;
     let server = serve_on(
         db,
-        listener,
+        listeners,
         args_limits(file),
         auth,
         changes,

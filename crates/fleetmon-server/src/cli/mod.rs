@@ -185,6 +185,11 @@ pub struct ServeArgs {
     )]
     pub listen_database_url: Option<String>,
 
+    /// Serve Prometheus' `/metrics` on this address only (e.g. a private interface) instead of
+    /// on the main listener
+    #[arg(long, env = "FLEETMON_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     pub ingest: IngestArgs,
 

@@ -34,10 +34,18 @@ pub async fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let db = open_migrated(&args.db, file).await?;
     let result = async {
         let listener = bind(listen).await?;
+        let metrics = match args.metrics_listen.or(file.metrics_listen) {
+            Some(address) => Some(bind_metrics(address).await?),
+            None => None,
+        };
+        let listeners = Listeners {
+            api: listener,
+            metrics,
+        };
         let changes = live::listener::listen_options(listen_url.as_deref(), &db.connect_options())?;
         serve_on(
             &db,
-            listener,
+            listeners,
             ingest_limits,
             auth,
             changes,
@@ -58,11 +66,25 @@ pub async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
     Ok(listener)
 }
 
+async fn bind_metrics(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(address).await.with_context(|| {
+        format!("could not listen on {address} for /metrics; choose another with --metrics-listen")
+    })?;
+    tracing::info!("metrics at http://{}/metrics", listener.local_addr()?);
+    Ok(listener)
+}
+
+/// Where to serve: the API, and `/metrics` on a listener of its own or (`None`) with the API.
+pub struct Listeners {
+    pub api: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
+
 /// Serves until `shutdown`, keeping the coming days' partitions ready meanwhile, with live
 /// streams fed by a change listener connecting with `changes`.
 pub async fn serve_on(
     db: &Database,
-    listener: TcpListener,
+    listeners: Listeners,
     ingest_limits: Limits,
     auth: AuthSettings,
     changes: PgConnectOptions,
@@ -100,14 +122,28 @@ pub async fn serve_on(
     if let Some(webhook) = webhook {
         state = state.with_stack_webhook(webhook);
     }
-    let router = http::router(state);
+    let (router, metrics) = match listeners.metrics {
+        Some(listener) => {
+            let metrics = http::metrics_router(state.clone());
+            let serving = tokio::spawn(async move {
+                axum::serve(listener, metrics).await.map_err(|error| {
+                    tracing::error!(%error, "the /metrics listener failed");
+                })
+            });
+            (http::router_without_metrics(state), Some(serving))
+        }
+        None => (http::router(state), None),
+    };
     // Streams never end by themselves: shutting down ends them.
     let shutdown = async move {
         shutdown.await;
         hub.close();
     };
-    let served = http::serve(listener, router, shutdown).await;
+    let served = http::serve(listeners.api, router, shutdown).await;
     listening.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     maintenance.abort();
     tracing::info!("fleetmon stopped serving");
     served.context("the HTTP server failed")

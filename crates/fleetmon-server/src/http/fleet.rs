@@ -3,21 +3,28 @@
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use fleetmon_proto::ErrorBody;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{OrgAccess, Principal};
+use super::openapi::OrgPath;
 use super::{ApiError, AppState};
 use crate::orgs::{settings as org_settings, Role};
-use crate::query::fleet::{self, Filter};
+use crate::query::fleet::{self, Filter, Machine, Worker};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `online`, `stale` or `offline`.
     liveness: Option<String>,
+    /// Workers on this machine (workers only).
     machine: Option<String>,
+    /// The worker's reported status (workers only).
     status: Option<String>,
-    /// The last id of the previous page.
+    /// The `next_after` of the previous page.
     after: Option<String>,
+    /// 1 to 1000; 200 by default.
     limit: Option<i64>,
 }
 
@@ -66,27 +73,49 @@ async fn open(
     Ok((access, tx, settings))
 }
 
-/// `GET /api/v1/orgs/{org}/machines?liveness=&after=&limit=`, by id.
+#[derive(Serialize, ToSchema)]
+pub struct MachinePage {
+    machines: Vec<Machine>,
+    /// The cursor of the next page, when this one was full.
+    next_after: Option<String>,
+}
+
+/// The org's machines by id, with derived liveness.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/machines", tag = "fleet", params(OrgPath, ListQuery),
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = MachinePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn machines(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MachinePage>, ApiError> {
     let filter = query.filter()?;
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;
     let list = fleet::machines(tx.conn(), access.org.id, &settings, &filter).await?;
     tx.commit().await?;
     let next = next_after(list.iter().map(|m| m.id.as_str()), filter.limit);
-    Ok(Json(json!({ "machines": list, "next_after": next })))
+    Ok(Json(MachinePage {
+        machines: list,
+        next_after: next,
+    }))
 }
 
-/// `GET /api/v1/orgs/{org}/machines/{id}`, with its workers.
+#[derive(Serialize, ToSchema)]
+pub struct MachineDetail {
+    machine: Machine,
+    workers: Vec<Worker>,
+}
+
+/// One machine, with its workers.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/machines/{id}", tag = "fleet", params(OrgPath, ("id" = String, Path)),
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = MachineDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn machine(
     State(state): State<AppState>,
     principal: Principal,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MachineDetail>, ApiError> {
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;
     let found = fleet::machines(tx.conn(), access.org.id, &settings, &Filter::one(&id))
         .await?
@@ -106,30 +135,51 @@ pub async fn machine(
     let machine = found.ok_or_else(|| ApiError::NotFound {
         message: format!("no machine {id:?}"),
     })?;
-    Ok(Json(json!({ "machine": machine, "workers": workers })))
+    Ok(Json(MachineDetail { machine, workers }))
 }
 
-/// `GET /api/v1/orgs/{org}/workers?machine=&status=&liveness=&after=&limit=`, by id.
+#[derive(Serialize, ToSchema)]
+pub struct WorkerPage {
+    workers: Vec<Worker>,
+    /// The cursor of the next page, when this one was full.
+    next_after: Option<String>,
+}
+
+/// The org's workers by id, with derived liveness.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/workers", tag = "fleet", params(OrgPath, ListQuery),
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = WorkerPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn workers(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerPage>, ApiError> {
     let filter = query.filter()?;
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;
     let list = fleet::workers(tx.conn(), access.org.id, &settings, &filter).await?;
     tx.commit().await?;
     let next = next_after(list.iter().map(|w| w.id.as_str()), filter.limit);
-    Ok(Json(json!({ "workers": list, "next_after": next })))
+    Ok(Json(WorkerPage {
+        workers: list,
+        next_after: next,
+    }))
 }
 
-/// `GET /api/v1/orgs/{org}/workers/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct WorkerDetail {
+    worker: Worker,
+}
+
+/// One worker.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/workers/{id}", tag = "fleet", params(OrgPath, ("id" = String, Path)),
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = WorkerDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn worker(
     State(state): State<AppState>,
     principal: Principal,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerDetail>, ApiError> {
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;
     let found = fleet::workers(tx.conn(), access.org.id, &settings, &Filter::one(&id))
         .await?
@@ -138,5 +188,5 @@ pub async fn worker(
     let worker = found.ok_or_else(|| ApiError::NotFound {
         message: format!("no worker {id:?}"),
     })?;
-    Ok(Json(json!({ "worker": worker })))
+    Ok(Json(WorkerDetail { worker }))
 }

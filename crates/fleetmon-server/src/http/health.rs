@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::Json;
 use fleetmon_proto::Readiness;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::{ApiError, AppState};
 use crate::db::migrate::latest_version;
@@ -15,10 +15,23 @@ use crate::db::{DbError, TenantContext};
 /// A load balancer asking for readiness should get an answer quickly even when the database hangs.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `"ok"`.
+    status: &'static str,
 }
 
+/// The process is up (it does not look at the database).
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The database is reachable and migrated: send traffic here.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, body = Readiness),
+    (status = 503, description = "`database_unreachable` or `migrations_pending`, with `Retry-After`", body = fleetmon_proto::ErrorBody),
+))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let version = tokio::time::timeout(READINESS_TIMEOUT, schema_version(&state))
         .await

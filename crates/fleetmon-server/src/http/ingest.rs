@@ -15,6 +15,24 @@ use crate::ingest::{decode, store, Framing};
 /// Deadlocks between concurrent batches touching the same jobs are retried this often.
 const ATTEMPTS: u64 = 5;
 
+/// Stores a batch of events from an agent: a JSON `{"events":[…]}` or NDJSON (one event per line,
+/// `Content-Type: application/x-ndjson`), optionally gzip-compressed. Valid events are stored even
+/// when others are rejected; the answer lists the rejected ones by index with a code. Resending
+/// an event (same `id`) stores nothing and counts it under `duplicates`.
+#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", security(("ingest_token" = [])),
+    request_body(content(
+        (fleetmon_proto::ingest::Batch = "application/json"),
+        (fleetmon_proto::ingest::Event = "application/x-ndjson"),
+    ), description = "A batch as JSON, or one event per line as NDJSON; `Content-Encoding: gzip` accepted"),
+    responses(
+        (status = 200, description = "Stored after commit; per-event rejections listed", body = IngestResponse),
+        (status = 400, description = "The whole request is unusable (`invalid_json`, `too_many_events`, …)", body = fleetmon_proto::ErrorBody),
+        (status = 401, body = fleetmon_proto::ErrorBody),
+        (status = 403, description = "Not an ingest token", body = fleetmon_proto::ErrorBody),
+        (status = 413, description = "`body_too_large`", body = fleetmon_proto::ErrorBody),
+        (status = 415, body = fleetmon_proto::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry with the same event ids", body = fleetmon_proto::ErrorBody),
+    ))]
 pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -82,6 +100,11 @@ pub async fn ingest(
             Err(error) => return Err(error.into()),
         }
     };
+    crate::instruments::ingested(
+        stored.0.into(),
+        stored.1.into(),
+        decoded.rejected.len() as u64,
+    );
     Ok(Json(IngestResponse {
         accepted: stored.0,
         duplicates: stored.1,

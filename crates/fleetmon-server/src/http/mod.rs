@@ -8,7 +8,9 @@ mod health;
 mod ingest;
 mod json;
 mod oidc_signin;
+mod openapi;
 mod orgs;
+mod prometheus;
 mod signin;
 mod stack_signin;
 mod stream;
@@ -17,10 +19,12 @@ mod webhooks;
 use std::future::{Future, IntoFuture};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use stream::LiveStreams;
@@ -72,66 +76,68 @@ impl AppState {
     }
 }
 
+/// Everything fleetmon serves, `/metrics` included.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    routes(state, true)
+}
+
+/// Everything but `/metrics`, for when the metrics have a listener of their own.
+pub fn router_without_metrics(state: AppState) -> Router {
+    routes(state, false)
+}
+
+/// `/metrics` alone.
+pub fn metrics_router(state: AppState) -> Router {
+    prometheus::router().with_state(state)
+}
+
+/// Every API route, registered with its OpenAPI annotation (`routes!`), so the document served
+/// at `/api/v1/openapi.json` lists exactly what the router serves.
+fn routes(state: AppState, with_metrics: bool) -> Router {
+    let (mut router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::document))
         // The handler enforces its own, configurable, body limit.
-        .route(
-            "/api/v1/ingest",
-            post(ingest::ingest).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/.well-known/jwks.json", get(signin::jwks))
-        .route("/auth/providers", get(signin::providers))
-        .route("/auth/local/sign-in", post(signin::local_sign_in))
-        .route("/auth/stack/sign-in", post(stack_signin::password))
-        .route("/auth/stack/send-code", post(stack_signin::send_code))
-        .route("/auth/stack/code-sign-in", post(stack_signin::code))
-        .route("/auth/stack/magic-link", get(stack_signin::magic_link))
-        .route(
-            "/auth/stack/oauth/{provider}/start",
-            get(stack_signin::oauth_start),
-        )
-        .route(
-            "/auth/stack/oauth/callback",
-            get(stack_signin::oauth_callback),
-        )
-        .route("/auth/refresh", post(signin::refresh))
-        .route("/auth/sign-out", post(signin::sign_out))
-        .route("/auth/oidc/{name}/start", get(oidc_signin::start))
-        .route("/auth/oidc/{name}/callback", get(oidc_signin::callback))
-        .route("/api/v1/me", get(orgs::me))
-        .route("/api/v1/orgs", get(orgs::list).post(orgs::create))
-        .route("/api/v1/orgs/{org}", get(orgs::show).delete(orgs::delete))
-        .route(
-            "/api/v1/orgs/{org}/members",
-            get(orgs::members).post(orgs::add_member),
-        )
-        .route(
-            "/api/v1/orgs/{org}/members/{user_id}",
-            axum::routing::patch(orgs::change_role).delete(orgs::remove_member),
-        )
-        .route(
-            "/api/v1/orgs/{org}/invitations/{email}",
-            delete(orgs::cancel_invitation),
-        )
-        .route(
-            "/api/v1/orgs/{org}/tokens",
-            get(orgs::list_tokens).post(orgs::create_token),
-        )
-        .route("/api/v1/orgs/{org}/tokens/{id}", delete(orgs::revoke_token))
-        .route("/api/v1/orgs/{org}/audit", get(orgs::audit_log))
-        .route("/api/v1/orgs/{org}/machines", get(fleet::machines))
-        .route("/api/v1/orgs/{org}/machines/{id}", get(fleet::machine))
-        .route("/api/v1/orgs/{org}/workers", get(fleet::workers))
-        .route("/api/v1/orgs/{org}/workers/{id}", get(fleet::worker))
-        .route("/api/v1/orgs/{org}/stream", get(stream::stream))
-        .route(
-            "/api/v1/orgs/{org}/settings",
-            get(orgs::settings).patch(orgs::update_settings),
-        )
-        .route("/api/v1/webhooks/stack", post(webhooks::stack))
+        .routes(routes!(ingest::ingest).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(signin::jwks))
+        .routes(routes!(signin::providers))
+        .routes(routes!(signin::local_sign_in))
+        .routes(routes!(stack_signin::password))
+        .routes(routes!(stack_signin::send_code))
+        .routes(routes!(stack_signin::code))
+        .routes(routes!(stack_signin::magic_link))
+        .routes(routes!(stack_signin::oauth_start))
+        .routes(routes!(stack_signin::oauth_callback))
+        .routes(routes!(signin::refresh))
+        .routes(routes!(signin::sign_out))
+        .routes(routes!(oidc_signin::start))
+        .routes(routes!(oidc_signin::callback))
+        .routes(routes!(orgs::me))
+        .routes(routes!(orgs::list, orgs::create))
+        .routes(routes!(orgs::show, orgs::delete))
+        .routes(routes!(orgs::members, orgs::add_member))
+        .routes(routes!(orgs::change_role, orgs::remove_member))
+        .routes(routes!(orgs::cancel_invitation))
+        .routes(routes!(orgs::list_tokens, orgs::create_token))
+        .routes(routes!(orgs::revoke_token))
+        .routes(routes!(orgs::audit_log))
+        .routes(routes!(fleet::machines))
+        .routes(routes!(fleet::machine))
+        .routes(routes!(fleet::workers))
+        .routes(routes!(fleet::worker))
+        .routes(routes!(stream::stream))
+        .routes(routes!(orgs::settings, orgs::update_settings))
+        .routes(routes!(webhooks::stack))
+        .split_for_parts();
+    openapi::finish(&mut document);
+    if with_metrics {
+        router = router.merge(prometheus::router());
+    }
+    router
+        .layer(Extension(std::sync::Arc::new(document)))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(prometheus::track))
         // Spans name the path only: query strings can carry one-time codes and OAuth state.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
@@ -178,5 +184,23 @@ pub async fn serve(
             tracing::warn!("connections were still open {DRAIN_LIMIT:?} after shutdown began; dropping them");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A route added with axum's plain `route` would be served but missing from the OpenAPI
+    /// document; `router` registers everything through `routes!`.
+    #[test]
+    fn every_route_is_registered_with_its_openapi_annotation() {
+        let router = include_str!("mod.rs")
+            .split("fn routes(")
+            .nth(1)
+            .and_then(|rest| rest.split("async fn not_found").next())
+            .expect("router() is in mod.rs");
+        assert!(
+            !router.contains(".route(") && !router.contains(".nest("),
+            "register routes with `.routes(routes!(handler))` so the OpenAPI document lists them"
+        );
     }
 }

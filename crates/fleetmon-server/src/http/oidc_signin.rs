@@ -65,6 +65,8 @@ async fn document(provider: &Provider) -> Result<&oidc::DiscoveryDocument, ApiEr
 }
 
 /// `GET /auth/oidc/{name}/start?return_to=/path`: redirects the browser to the provider.
+#[utoipa::path(get, path = "/auth/oidc/{name}/start", tag = "auth", params(("name" = String, Path), StartQuery),
+    responses((status = 303, description = "To the provider (code flow with PKCE)"), (status = 404, body = fleetmon_proto::ErrorBody), (status = 502, body = fleetmon_proto::ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -99,6 +101,9 @@ pub async fn start(
 
 /// `GET /auth/oidc/{name}/callback`: exchanges the code, verifies the id token (signature,
 /// issuer, audience = client id, expiry, nonce), signs the user in, returns to the app.
+#[utoipa::path(get, path = "/auth/oidc/{name}/callback", tag = "auth", params(("name" = String, Path), CallbackQuery),
+    responses((status = 303, description = "Signed in: to the page the sign-in started from"),
+        (status = 400, body = fleetmon_proto::ErrorBody), (status = 401, body = fleetmon_proto::ErrorBody), (status = 502, description = "The provider failed", body = fleetmon_proto::ErrorBody), (status = 404, body = fleetmon_proto::ErrorBody)))]
 pub async fn callback(
     State(state): State<AppState>,
     Path(name): Path<String>,

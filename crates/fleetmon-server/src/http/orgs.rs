@@ -4,19 +4,22 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{OrgAccess, Principal};
 use super::json::JsonBody;
+use super::openapi::OrgPath;
 use super::{ApiError, AppState};
-use crate::auth::tokens::{self, TokenKind};
-use crate::auth::users;
+use crate::auth::tokens::{self, TokenInfo, TokenKind};
+use crate::auth::users::{self, Profile};
 use crate::db::TenantContext;
-use crate::orgs::members::{self, MemberError};
-use crate::orgs::settings::{self as org_settings, SettingsError, SettingsPatch};
-use crate::orgs::{self, audit, OrgError, Role};
+use crate::orgs::members::{self, Added, Invitation, Member, MemberError};
+use crate::orgs::settings::{self as org_settings, OrgSettings, SettingsError, SettingsPatch};
+use crate::orgs::{self, audit, MemberOrg, Org, OrgError, Role};
+use fleetmon_proto::ErrorBody;
 
 impl From<OrgError> for ApiError {
     fn from(error: OrgError) -> Self {
@@ -69,11 +72,16 @@ impl From<MemberError> for ApiError {
     }
 }
 
-/// `GET /api/v1/me`: the signed-in user and their orgs.
-pub async fn me(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    user: Profile,
+    orgs: Vec<MemberOrg>,
+}
+
+/// The signed-in user and their orgs.
+#[utoipa::path(get, path = "/api/v1/me", tag = "orgs", security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody), (status = 403, description = "An API token, not a user", body = ErrorBody)))]
+pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<Me>, ApiError> {
     let user_id = principal.require_user()?;
     let mut tx = state
         .db
@@ -84,14 +92,25 @@ pub async fn me(
     tx.commit().await?;
     let profile = profile
         .ok_or_else(|| super::auth::unauthorized("user_deleted", "this user no longer exists"))?;
-    Ok(Json(json!({ "user": profile, "orgs": orgs })))
+    Ok(Json(Me {
+        user: profile,
+        orgs,
+    }))
 }
 
-/// `GET /api/v1/orgs`: the orgs the caller can see.
+#[derive(Serialize, ToSchema)]
+pub struct OrgList {
+    /// For a `read` token, its own org with the role `read_token`.
+    orgs: Vec<MemberOrg>,
+}
+
+/// The orgs the caller can see.
+#[utoipa::path(get, path = "/api/v1/orgs", tag = "orgs", security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = OrgList), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OrgList>, ApiError> {
     let orgs = match principal {
         Principal::User { user_id, .. } => {
             let mut tx = state
@@ -100,30 +119,49 @@ pub async fn list(
                 .await?;
             let orgs = orgs::of_user(tx.conn(), user_id).await?;
             tx.commit().await?;
-            serde_json::to_value(orgs).expect("orgs serialize")
+            orgs
         }
         Principal::ReadToken { org_id, .. } => {
             let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
             let org = orgs::by_id(tx.conn(), org_id).await?;
             tx.commit().await?;
-            json!(org.into_iter().map(|o| json!({ "id": o.id, "slug": o.slug, "name": o.name, "role": "read_token", "created_at": o.created_at })).collect::<Vec<_>>())
+            org.into_iter()
+                .map(|o| MemberOrg {
+                    id: o.id,
+                    slug: o.slug,
+                    name: o.name,
+                    role: "read_token".into(),
+                    created_at: o.created_at,
+                })
+                .collect()
         }
     };
-    Ok(Json(json!({ "orgs": orgs })))
+    Ok(Json(OrgList { orgs }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewOrg {
     slug: String,
     name: Option<String>,
 }
 
-/// `POST /api/v1/orgs`: the creator becomes its owner.
+/// An org and the caller's role in it (`null` for a `read` token).
+#[derive(Serialize, ToSchema)]
+pub struct OrgWithRole {
+    org: Org,
+    role: Option<Role>,
+}
+
+/// Creates an org; the creator becomes its owner.
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "orgs", security(("bearer" = []), ("session" = [])),
+    request_body = NewOrg,
+    responses((status = 201, body = OrgWithRole), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "An API token, not a user", body = ErrorBody), (status = 409, description = "`slug_taken`", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
     JsonBody(body): JsonBody<NewOrg>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<OrgWithRole>), ApiError> {
     let user_id = principal.require_user()?;
     let id = Uuid::new_v4();
     let mut tx = state
@@ -150,24 +188,32 @@ pub async fn create(
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "org": org, "role": "owner" })),
+        Json(OrgWithRole {
+            org,
+            role: Some(Role::Owner),
+        }),
     ))
 }
 
-/// `GET /api/v1/orgs/{org}`.
+/// One org and the caller's role in it.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}", tag = "orgs", params(OrgPath), security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = OrgWithRole), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OrgWithRole>, ApiError> {
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Viewer)?;
-    Ok(Json(
-        json!({ "org": access.org, "role": access.role.map(Role::as_str) }),
-    ))
+    Ok(Json(OrgWithRole {
+        org: access.org,
+        role: access.role,
+    }))
 }
 
-/// `DELETE /api/v1/orgs/{org}`: owners only; removes all of the org's data.
+/// Deletes an org and all of its data; owners only.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}", tag = "orgs", params(OrgPath), security(("bearer" = []), ("session" = [])),
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -182,22 +228,34 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/v1/orgs/{org}/members`: members and pending invitations.
+#[derive(Serialize, ToSchema)]
+pub struct MemberList {
+    members: Vec<Member>,
+    /// Emails with a role waiting for their first sign-in.
+    invitations: Vec<Invitation>,
+}
+
+/// Members and pending invitations.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/members", tag = "orgs", params(OrgPath), security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = MemberList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn members(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MemberList>, ApiError> {
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Viewer)?;
     let mut tx = state.db.begin(access.context()).await?;
     let list = members::list(tx.conn(), access.org.id).await?;
     let invited = members::invitations(tx.conn(), access.org.id).await?;
     tx.commit().await?;
-    Ok(Json(json!({ "members": list, "invitations": invited })))
+    Ok(Json(MemberList {
+        members: list,
+        invitations: invited,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct AddMember {
     email: String,
     role: Role,
@@ -217,13 +275,17 @@ fn manage(access: &OrgAccess, role: Role) -> Result<(), ApiError> {
     access.require(needed(role))
 }
 
-/// `POST /api/v1/orgs/{org}/members` `{"email","role"}`.
+/// Gives a role to everyone signed in with this verified email, or invites the email.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/members", tag = "orgs", params(OrgPath), security(("bearer" = []), ("session" = [])),
+    request_body = AddMember,
+    responses((status = 201, body = Added), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn add_member(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
     JsonBody(body): JsonBody<AddMember>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Added>), ApiError> {
     let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
     let mut tx = access.begin_write(&state, needed(body.role)).await?;
     let added = members::add_by_email(
@@ -245,21 +307,31 @@ pub async fn add_member(
     )
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(json!(added))))
+    Ok((StatusCode::CREATED, Json(added)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ChangeRole {
     role: Role,
 }
 
-/// `PATCH /api/v1/orgs/{org}/members/{user_id}` `{"role"}`.
+#[derive(Serialize, ToSchema)]
+pub struct RoleChanged {
+    user_id: Uuid,
+    role: Role,
+}
+
+/// Changes a member's role; only owners make or unmake owners.
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/members/{user_id}", tag = "orgs", params(OrgPath, ("user_id" = Uuid, Path)),
+    security(("bearer" = []), ("session" = [])), request_body = ChangeRole,
+    responses((status = 200, body = RoleChanged), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "`last_owner`", body = ErrorBody)))]
 pub async fn change_role(
     State(state): State<AppState>,
     principal: Principal,
     Path((slug, user_id)): Path<(String, Uuid)>,
     JsonBody(body): JsonBody<ChangeRole>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoleChanged>, ApiError> {
     let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
     let mut tx = access.begin_write(&state, needed(body.role)).await?;
     let current = members::role_for_update(tx.conn(), access.org.id, user_id).await?;
@@ -275,10 +347,17 @@ pub async fn change_role(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(json!({ "user_id": user_id, "role": body.role })))
+    Ok(Json(RoleChanged {
+        user_id,
+        role: body.role,
+    }))
 }
 
-/// `DELETE /api/v1/orgs/{org}/members/{user_id}`: admins remove others; anyone may leave.
+/// Removes a member: admins remove others; anyone may leave.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/members/{user_id}", tag = "orgs", params(OrgPath, ("user_id" = Uuid, Path)),
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "`last_owner`", body = ErrorBody)))]
 pub async fn remove_member(
     State(state): State<AppState>,
     principal: Principal,
@@ -307,7 +386,10 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `DELETE /api/v1/orgs/{org}/invitations/{email}`.
+/// Cancels a pending invitation.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/invitations/{email}", tag = "orgs", params(OrgPath, ("email" = String, Path)),
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 204, description = "Cancelled"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn cancel_invitation(
     State(state): State<AppState>,
     principal: Principal,
@@ -334,34 +416,54 @@ pub async fn cancel_invitation(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/v1/orgs/{org}/tokens`.
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    tokens: Vec<TokenInfo>,
+}
+
+/// The org's API tokens (never their secrets); admins only.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/tokens", tag = "orgs", params(OrgPath), security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenList>, ApiError> {
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;
     let mut tx = state.db.begin(access.context()).await?;
     let list = tokens::list(tx.conn()).await?;
     tx.commit().await?;
-    Ok(Json(json!({ "tokens": list })))
+    Ok(Json(TokenList { tokens: list }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewToken {
+    /// `ingest` (agents send events) or `read` (reads the org's data).
     kind: String,
     name: String,
 }
 
-/// `POST /api/v1/orgs/{org}/tokens` `{"kind":"ingest"|"read","name"}`: the secret is in this
-/// response only.
+/// A new token; `secret` is in this answer only.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    id: Uuid,
+    kind: &'static str,
+    name: String,
+    secret: String,
+}
+
+/// Creates an API token; admins only. The secret is shown in this answer only.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/tokens", tag = "orgs", params(OrgPath), security(("bearer" = []), ("session" = [])),
+    request_body = NewToken,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
     JsonBody(body): JsonBody<NewToken>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;
     let kind = TokenKind::parse(&body.kind).ok_or_else(|| ApiError::BadRequest {
@@ -389,13 +491,19 @@ pub async fn create_token(
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": token.id, "kind": kind.as_str(), "name": name, "secret": token.secret }),
-        ),
+        Json(CreatedToken {
+            id: token.id,
+            kind: kind.as_str(),
+            name: name.to_string(),
+            secret: token.secret,
+        }),
     ))
 }
 
-/// `DELETE /api/v1/orgs/{org}/tokens/{id}`.
+/// Revokes an API token at once; admins only.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/tokens/{id}", tag = "orgs", params(OrgPath, ("id" = Uuid, Path)),
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     principal: Principal,
@@ -422,19 +530,31 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// The `next_before` of the previous page.
     before: Option<i64>,
+    /// 1 to 500; 100 by default.
     limit: Option<i64>,
 }
 
-/// `GET /api/v1/orgs/{org}/audit?before=&limit=`: newest first.
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    entries: Vec<audit::Entry>,
+    /// The cursor of the next page, when this one was full.
+    next_before: Option<i64>,
+}
+
+/// The audit log, newest first; admins only.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit", tag = "orgs", params(OrgPath, AuditQuery), security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn audit_log(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
     Query(page): Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;
     let limit = page.limit.unwrap_or(100).clamp(1, 500);
@@ -444,30 +564,44 @@ pub async fn audit_log(
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
-    Ok(Json(json!({ "entries": entries, "next_before": next })))
+    Ok(Json(AuditPage {
+        entries,
+        next_before: next,
+    }))
 }
 
-/// `GET /api/v1/orgs/{org}/settings`.
+#[derive(Serialize, ToSchema)]
+pub struct SettingsBody {
+    settings: OrgSettings,
+}
+
+/// The org's liveness thresholds and retention.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/settings", tag = "orgs", params(OrgPath), security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = SettingsBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn settings(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettingsBody>, ApiError> {
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Viewer)?;
     let mut tx = state.db.begin(access.context()).await?;
     let current = org_settings::get(tx.conn(), access.org.id).await?;
     tx.commit().await?;
-    Ok(Json(json!({ "settings": current })))
+    Ok(Json(SettingsBody { settings: current }))
 }
 
-/// `PATCH /api/v1/orgs/{org}/settings` with any of the fields.
+/// Changes any of the settings; admins only.
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/settings", tag = "orgs", params(OrgPath), security(("bearer" = []), ("session" = [])),
+    request_body = SettingsPatch,
+    responses((status = 200, body = SettingsBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_settings(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
     JsonBody(patch): JsonBody<SettingsPatch>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettingsBody>, ApiError> {
     let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;
     let mut tx = access.begin_write(&state, Role::Admin).await?;
@@ -482,5 +616,5 @@ pub async fn update_settings(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(json!({ "settings": next })))
+    Ok(Json(SettingsBody { settings: next }))
 }

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::auth::{check_csrf, unauthorized, user_of, ClientAddr, Principal};
@@ -25,7 +25,7 @@ use crate::auth::throttle::Attempt;
 use crate::auth::{local, oidc, signing};
 use crate::db::TenantContext;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordSignIn {
     pub(super) email: String,
     pub(super) password: String,
@@ -59,7 +59,21 @@ pub(super) fn check_sign_in_origin(state: &AppState, headers: &HeaderMap) -> Res
     }
 }
 
-/// `POST /auth/local/sign-in` `{"email","password"}`.
+/// Who a sign-in or refresh is for; the session travels in cookies.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SignedIn {
+    user_id: Uuid,
+    /// The provider that vouched for the user; absent on refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
+}
+
+/// Signs in with a built-in account; sets the session cookies.
+#[utoipa::path(post, path = "/auth/local/sign-in", tag = "auth", request_body = PasswordSignIn,
+    responses((status = 200, description = "Signed in; `Set-Cookie` carries the session", body = SignedIn),
+        (status = 400, body = fleetmon_proto::ErrorBody), (status = 401, description = "`invalid_credentials`", body = fleetmon_proto::ErrorBody),
+        (status = 403, description = "`bad_origin`: not from fleetmon's own page", body = fleetmon_proto::ErrorBody),
+        (status = 429, description = "Too many attempts; `Retry-After`", body = fleetmon_proto::ErrorBody)))]
 pub async fn local_sign_in(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -184,7 +198,11 @@ pub(super) async fn start_session(
     let session = sessions::open(tx.conn(), user_id, provider, user_agent, addr).await?;
     let key = signing::active(tx.conn()).await?;
     tx.commit().await?;
-    let mut response = Json(json!({ "user_id": user_id, "provider": provider })).into_response();
+    let mut response = Json(SignedIn {
+        user_id,
+        provider: Some(provider.to_string()),
+    })
+    .into_response();
     let secure = state.auth.settings.secure_cookies();
     let set = response.headers_mut();
     let lifetime = SESSION_LIFETIME.num_seconds();
@@ -245,8 +263,11 @@ fn clear_cookies(response: &mut Response, secure: bool) {
     }
 }
 
-/// `POST /auth/refresh`: a new access token for a live session (and, for Stack sessions, only
-/// while Stack itself still refreshes the user's session).
+/// A new access token for a live session (and, for Stack sessions, only while Stack itself still
+/// refreshes the user's session).
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", security(("session" = [])),
+    responses((status = 200, description = "A new access cookie", body = SignedIn),
+        (status = 401, description = "No live session", body = fleetmon_proto::ErrorBody), (status = 403, description = "CSRF check failed", body = fleetmon_proto::ErrorBody)))]
 pub async fn refresh(
     State(state): State<AppState>,
     method: axum::http::Method,
@@ -289,7 +310,11 @@ pub async fn refresh(
         .await?;
     let key = signing::active(tx.conn()).await?;
     tx.commit().await?;
-    let mut response = Json(json!({ "user_id": session.user_id })).into_response();
+    let mut response = Json(SignedIn {
+        user_id: session.user_id,
+        provider: None,
+    })
+    .into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
         access_cookie(&state, &key, session.user_id, session.id),
@@ -297,7 +322,9 @@ pub async fn refresh(
     Ok(response)
 }
 
-/// `POST /auth/sign-out`: revokes the session (at once, for every token it issued).
+/// Revokes the session at once, for every token it issued, and clears the cookies.
+#[utoipa::path(post, path = "/auth/sign-out", tag = "auth", security(("session" = [])),
+    responses((status = 204, description = "Signed out"), (status = 403, description = "CSRF check failed", body = fleetmon_proto::ErrorBody)))]
 pub async fn sign_out(
     State(state): State<AppState>,
     method: axum::http::Method,
@@ -325,9 +352,26 @@ pub async fn sign_out(
     Ok(response)
 }
 
-/// `GET /auth/providers`: what the sign-in page offers.
-pub async fn providers(State(state): State<AppState>) -> Json<Value> {
-    let mut list: Vec<Value> = state
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProviderInfo {
+    name: String,
+    /// `local`, `stack` or `oidc`.
+    kind: &'static str,
+    display_name: String,
+    /// Whether the sign-in page can send a browser there (OIDC issuers without a client id only
+    /// verify bearer tokens).
+    browser_sign_in: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProviderList {
+    providers: Vec<ProviderInfo>,
+}
+
+/// What the sign-in page offers.
+#[utoipa::path(get, path = "/auth/providers", tag = "auth", responses((status = 200, body = ProviderList)))]
+pub async fn providers(State(state): State<AppState>) -> Json<ProviderList> {
+    let mut list: Vec<ProviderInfo> = state
         .auth
         .providers
         .all()
@@ -341,14 +385,21 @@ pub async fn providers(State(state): State<AppState>) -> Json<Value> {
                     ("oidc", oidc.display_name.clone(), oidc.client_id.is_some())
                 }
             };
-            json!({ "name": p.name, "kind": kind, "display_name": display, "browser_sign_in": browser })
+            ProviderInfo {
+                name: p.name.clone(),
+                kind,
+                display_name: display,
+                browser_sign_in: browser,
+            }
         })
         .collect();
-    list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    Json(json!({ "providers": list }))
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Json(ProviderList { providers: list })
 }
 
-/// `GET /.well-known/jwks.json`: the public keys of fleetmon's own tokens.
+/// The public keys of fleetmon's own tokens (a JWK Set).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "`{\"keys\":[…]}`, Ed25519 JWKs", content_type = "application/json")))]
 pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut tx = state.db.begin(TenantContext::none()).await?;
     signing::active(tx.conn()).await?;
@@ -362,8 +413,10 @@ pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StartQuery {
+    /// A path of this site to land on afterwards.
     pub(super) return_to: Option<String>,
 }
 
@@ -384,7 +437,8 @@ fn safe_return_to(path: Option<&str>) -> String {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,

@@ -7,15 +7,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::auth::{unauthorized, ClientAddr};
 use super::json::JsonBody;
 use super::signin::{
     begin_redirect, check_sign_in_origin, finish_redirect, land, redirect_to_provider,
     reserve_attempt, settle_attempt, signed_in_user, start_session, CallbackQuery, Outcome,
-    PasswordSignIn, StartQuery,
+    PasswordSignIn, SignedIn, StartQuery,
 };
 use super::{cookies, ApiError, AppState};
 use crate::auth::stack::{StackClient, StackError, StackSession};
@@ -87,7 +86,13 @@ async fn open_session(
     .await
 }
 
-/// `POST /auth/stack/sign-in` `{"email","password"}`.
+/// Signs in with a Stack Auth email and password.
+#[utoipa::path(post, path = "/auth/stack/sign-in", tag = "auth", request_body = PasswordSignIn,
+    responses((status = 200, description = "Signed in; `Set-Cookie` carries the session", body = SignedIn),
+        (status = 400, body = fleetmon_proto::ErrorBody), (status = 401, description = "`invalid_credentials`", body = fleetmon_proto::ErrorBody),
+        (status = 403, description = "`bad_origin`: not from fleetmon's own page", body = fleetmon_proto::ErrorBody),
+        (status = 429, description = "Too many attempts; `Retry-After`", body = fleetmon_proto::ErrorBody), (status = 404, description = "Stack Auth is not configured", body = fleetmon_proto::ErrorBody),
+        (status = 502, description = "Stack Auth failed", body = fleetmon_proto::ErrorBody)))]
 pub async fn password(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -106,7 +111,7 @@ pub async fn password(
     open_session(&state, session, &headers, addr).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SendCode {
     email: String,
 }
@@ -120,6 +125,9 @@ fn magic_link_url(state: &AppState) -> String {
 /// code read from the email alone is not enough to sign in anywhere else. The nonce also goes in
 /// an HttpOnly cookie, which the magic link must come back with. Each send counts as an attempt
 /// against the email and the address, so nobody can make Stack mail someone without limit.
+#[utoipa::path(post, path = "/auth/stack/send-code", tag = "auth", request_body = SendCode,
+    responses((status = 202, description = "Sent", body = CodeSent), (status = 400, body = fleetmon_proto::ErrorBody),
+        (status = 403, body = fleetmon_proto::ErrorBody), (status = 404, body = fleetmon_proto::ErrorBody), (status = 429, body = fleetmon_proto::ErrorBody), (status = 502, body = fleetmon_proto::ErrorBody)))]
 pub async fn send_code(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -135,7 +143,10 @@ pub async fn send_code(
         .map_err(stack_failed)?;
     let mut response = (
         StatusCode::ACCEPTED,
-        Json(json!({ "sent": true, "nonce": nonce })),
+        Json(CodeSent {
+            sent: true,
+            nonce: nonce.clone(),
+        }),
     )
         .into_response();
     response.headers_mut().append(
@@ -152,13 +163,24 @@ pub async fn send_code(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CodeSent {
+    sent: bool,
+    /// Appended to the code the user types.
+    nonce: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CodeSignIn {
     code: String,
 }
 
 /// `POST /auth/stack/code-sign-in` `{"code"}`: the code typed from the email followed by the
 /// nonce `send-code` answered.
+#[utoipa::path(post, path = "/auth/stack/code-sign-in", tag = "auth", request_body = CodeSignIn,
+    responses((status = 200, body = SignedIn), (status = 400, body = fleetmon_proto::ErrorBody), (status = 401, description = "`invalid_credentials`", body = fleetmon_proto::ErrorBody),
+        (status = 403, description = "`bad_origin`: not from fleetmon's own page", body = fleetmon_proto::ErrorBody),
+        (status = 429, description = "Too many attempts; `Retry-After`", body = fleetmon_proto::ErrorBody), (status = 404, body = fleetmon_proto::ErrorBody), (status = 502, body = fleetmon_proto::ErrorBody)))]
 pub async fn code(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -176,12 +198,16 @@ pub async fn code(
     open_session(&state, session, &headers, addr).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MagicLink {
     code: String,
 }
 
 /// `GET /auth/stack/magic-link?code=…`: the link from the email; signs in and opens the app.
+#[utoipa::path(get, path = "/auth/stack/magic-link", tag = "auth", params(MagicLink),
+    responses((status = 303, description = "Signed in: to the page the sign-in started from"),
+        (status = 400, body = fleetmon_proto::ErrorBody), (status = 401, body = fleetmon_proto::ErrorBody), (status = 502, description = "The provider failed", body = fleetmon_proto::ErrorBody), (status = 404, body = fleetmon_proto::ErrorBody)))]
 pub async fn magic_link(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -216,6 +242,8 @@ fn oauth_callback_url(state: &AppState) -> String {
 }
 
 /// `GET /auth/stack/oauth/{provider}/start?return_to=`: to Stack's OAuth (e.g. `github`).
+#[utoipa::path(get, path = "/auth/stack/oauth/{provider}/start", tag = "auth", params(("provider" = String, Path), StartQuery),
+    responses((status = 303, description = "To Stack Auth's OAuth"), (status = 404, body = fleetmon_proto::ErrorBody), (status = 502, body = fleetmon_proto::ErrorBody)))]
 pub async fn oauth_start(
     State(state): State<AppState>,
     Path(provider): Path<String>,
@@ -241,6 +269,9 @@ pub async fn oauth_start(
 }
 
 /// `GET /auth/stack/oauth/callback?code&state`: exchanges the code with Stack, signs in.
+#[utoipa::path(get, path = "/auth/stack/oauth/callback", tag = "auth", params(CallbackQuery),
+    responses((status = 303, description = "Signed in: to the page the sign-in started from"),
+        (status = 400, body = fleetmon_proto::ErrorBody), (status = 401, body = fleetmon_proto::ErrorBody), (status = 502, description = "The provider failed", body = fleetmon_proto::ErrorBody), (status = 404, body = fleetmon_proto::ErrorBody)))]
 pub async fn oauth_callback(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,

@@ -18,11 +18,13 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use fleetmon_proto::ErrorBody;
 use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::auth::{OrgAccess, Principal};
+use super::openapi::OrgPath;
 use super::{ApiError, AppState};
 use crate::db::DbError;
 use crate::live::{Changes, Hub, Pending, Resync, Subscription, MAX_IDS};
@@ -56,6 +58,16 @@ impl LiveStreams {
     }
 }
 
+/// The org's live updates as Server-Sent Events; see docs/api.md for the events.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/stream", tag = "fleet",
+    params(OrgPath, ("Last-Event-ID" = Option<String>, Header,
+        description = "The id of the last event seen, to resume after it")),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String,
+         description = "Events `ready`, `machine`, `worker`, `job` and `resync`, each with an `id`"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn stream(
     State(state): State<AppState>,
     principal: Principal,

@@ -23,13 +23,24 @@ pub struct StackWebhook {
     pub secrets: WebhookSecrets,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum WebhookReply {
     Applied { applied: bool },
     Ignored { ignored: String },
 }
 
+/// Stack Auth's user, team and membership events, signed by Svix; 404 unless configured.
+#[utoipa::path(post, path = "/api/v1/webhooks/stack", tag = "webhooks",
+    request_body(content = Object, description = "A Stack Auth webhook event", content_type = "application/json"),
+    params(("svix-id" = String, Header), ("svix-timestamp" = String, Header), ("svix-signature" = String, Header)),
+    responses(
+        (status = 200, body = WebhookReply),
+        (status = 400, body = fleetmon_proto::ErrorBody),
+        (status = 401, description = "Bad or stale signature", body = fleetmon_proto::ErrorBody),
+        (status = 404, description = "Stack webhooks are not configured", body = fleetmon_proto::ErrorBody),
+        (status = 409, description = "A replayed delivery", body = fleetmon_proto::ErrorBody),
+    ))]
 pub async fn stack(
     State(state): State<AppState>,
     headers: HeaderMap,

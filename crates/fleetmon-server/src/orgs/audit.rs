@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::db::sql::{query, query_as};
 use crate::db::DbError;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Entry {
     pub id: i64,
     pub actor: String,

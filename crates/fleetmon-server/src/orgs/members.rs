@@ -8,7 +8,7 @@ use super::Role;
 use crate::db::sql::{query, query_as, query_scalar};
 use crate::db::DbError;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Member {
     pub user_id: Uuid,
     pub email: Option<String>,
@@ -17,7 +17,7 @@ pub struct Member {
     pub since: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Invitation {
     pub email: String,
     pub role: String,
@@ -39,7 +39,7 @@ pub enum MemberError {
 }
 
 /// What adding someone by email did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum Added {
     /// Users whose providers vouch for the email got the role now.

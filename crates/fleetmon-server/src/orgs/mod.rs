@@ -26,6 +26,7 @@ use crate::db::DbError;
     Serialize,
     serde::Deserialize,
     clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -60,7 +61,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Org {
     pub id: Uuid,
     pub slug: String,
@@ -69,7 +70,7 @@ pub struct Org {
 }
 
 /// An org as one of its members sees it in a listing.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MemberOrg {
     pub id: Uuid,
     pub slug: String,

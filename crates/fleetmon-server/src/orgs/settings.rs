@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::db::sql::query_scalar;
 use crate::db::DbError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrgSettings {
     /// A machine or worker silent this long is `stale`.
     pub stale_after_s: u32,
@@ -28,7 +28,7 @@ impl Default for OrgSettings {
 }
 
 /// A partial update: only the fields given change.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     pub stale_after_s: Option<u32>,

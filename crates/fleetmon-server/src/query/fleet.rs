@@ -40,7 +40,7 @@ macro_rules! liveness_sql {
     };
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Machine {
     pub id: String,
     pub hostname: Option<String>,
@@ -59,7 +59,7 @@ pub struct Machine {
     pub busy_workers: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Worker {
     pub id: String,
     pub machine_id: Option<String>,
