@@ -148,14 +148,14 @@ pub fn sql(group_by: Option<GroupBy>) -> String {
     )
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Group {
     /// The job type, machine or worker; `null` for jobs without one, and when not grouped.
     pub key: Option<String>,
     pub buckets: Vec<Bucket>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Bucket {
     pub start: DateTime<Utc>,
     pub submitted: i64,
@@ -168,14 +168,14 @@ pub struct Bucket {
     pub queue_wait_ms: QueueWait,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Durations {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
     pub p99: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QueueWait {
     pub p50: Option<f64>,
     pub p95: Option<f64>,

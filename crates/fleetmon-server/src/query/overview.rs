@@ -69,7 +69,7 @@ pub const RECENT_FAILURES_SQL: &str =
      ORDER BY finished_at DESC, id DESC
      LIMIT $4";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
@@ -79,7 +79,7 @@ pub struct Overview {
     pub recent_failures: Vec<RecentFailure>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobCounts {
     pub pending: i64,
     pub active: i64,
@@ -90,20 +90,20 @@ pub struct JobCounts {
     pub success_rate: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LivenessCounts {
     pub online: i64,
     pub stale: i64,
     pub offline: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MachineCounts {
     pub total: i64,
     pub by_liveness: LivenessCounts,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WorkerCounts {
     pub total: i64,
     pub by_liveness: LivenessCounts,
@@ -111,7 +111,7 @@ pub struct WorkerCounts {
     pub by_status: WorkerStatusCounts,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkerStatusCounts {
     pub initializing: i64,
     pub idle: i64,
@@ -136,7 +136,7 @@ impl WorkerStatusCounts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RecentFailure {
     pub id: String,
     pub name: Option<String>,

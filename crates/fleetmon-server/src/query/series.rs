@@ -112,7 +112,7 @@ pub const NAMES_SQL: &str = "SELECT name, count(*) AS series
      WHERE org_id = $1 AND ($2::text IS NULL OR machine_id = $2)
      GROUP BY name ORDER BY name LIMIT $3";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Series {
     pub machine_id: String,
     /// `null` for a machine-level series.
@@ -122,7 +122,7 @@ pub struct Series {
     pub points: Vec<(DateTime<Utc>, Option<f64>)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MetricName {
     pub name: String,
     pub series: i64,
