@@ -7,9 +7,12 @@ mod fleet;
 mod health;
 mod ingest;
 mod json;
+mod metrics;
 mod oidc_signin;
 mod openapi;
 mod orgs;
+mod overview;
+mod params;
 mod prometheus;
 mod signin;
 mod stack_signin;
@@ -127,6 +130,10 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .routes(routes!(fleet::workers))
         .routes(routes!(fleet::worker))
         .routes(routes!(stream::stream))
+        .routes(routes!(overview::overview))
+        .routes(routes!(metrics::jobs))
+        .routes(routes!(metrics::series))
+        .routes(routes!(metrics::series_names))
         .routes(routes!(orgs::settings, orgs::update_settings))
         .routes(routes!(webhooks::stack))
         .split_for_parts();

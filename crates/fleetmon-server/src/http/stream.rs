@@ -25,17 +25,20 @@ use tokio::time::Instant;
 
 use super::auth::{OrgAccess, Principal};
 use super::openapi::OrgPath;
+use super::params::{Params, WindowQuery};
 use super::{ApiError, AppState};
-use crate::db::DbError;
 use crate::live::{Changes, Hub, Pending, Resync, Subscription, MAX_IDS};
 use crate::orgs::{settings as org_settings, Role};
 use crate::query::fleet::{self, Filter};
-use crate::query::job_rows;
+use crate::query::{job_rows, overview};
 
 /// At most about four pushes a second per client.
 const MIN_PUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// A comment this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The overview is sent again after this long without changes: liveness counts move as machines
+/// fall silent, which no write announces.
+const OVERVIEW_REFRESH: Duration = Duration::from_secs(15);
 /// How soon a browser should reconnect after the stream breaks.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -60,20 +63,22 @@ impl LiveStreams {
 
 /// The org's live updates as Server-Sent Events; see docs/api.md for the events.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/stream", tag = "fleet",
-    params(OrgPath, ("Last-Event-ID" = Option<String>, Header,
+    params(OrgPath, WindowQuery, ("Last-Event-ID" = Option<String>, Header,
         description = "The id of the last event seen, to resume after it")),
     security(("bearer" = []), ("session" = [])),
     responses(
         (status = 200, content_type = "text/event-stream", body = String,
-         description = "Events `ready`, `machine`, `worker`, `job` and `resync`, each with an `id`"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+         description = "Events `ready`, `machine`, `worker`, `job`, `overview` and `resync`, each with an `id`"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn stream(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
+    Params(window): Params<WindowQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    window.window()?;
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Viewer)?;
     let Some(live) = state.live.clone() else {
@@ -104,7 +109,10 @@ pub async fn stream(
         credentials,
         subscription,
         queue: VecDeque::from([first.retry(RETRY)]),
+        window,
+        last_id: start.id,
         last_push: None,
+        overview_at: Instant::now(),
         recheck_every: live.recheck_every,
         recheck_at: Instant::now() + live.recheck_every,
     };
@@ -124,7 +132,12 @@ struct Client {
     credentials: HeaderMap,
     subscription: Subscription,
     queue: VecDeque<Event>,
+    /// The overview's window, as the client asked for it (a range is a rolling window).
+    window: WindowQuery,
+    /// The id of the state the client has been brought to.
+    last_id: String,
     last_push: Option<Instant>,
+    overview_at: Instant,
     recheck_every: Duration,
     recheck_at: Instant,
 }
@@ -147,17 +160,26 @@ impl Client {
             if let Some(event) = self.queue.pop_front() {
                 return Some(event);
             }
-            let woke = tokio::select! {
-                changed = self.subscription.changed() => changed,
+            tokio::select! {
+                changed = self.subscription.changed() => {
+                    if !changed {
+                        return None;
+                    }
+                }
                 () = tokio::time::sleep_until(self.recheck_at) => {
                     if !self.still_allowed().await {
                         return None;
                     }
                     continue;
                 }
-            };
-            if !woke {
-                return None;
+                () = tokio::time::sleep_until(self.overview_at) => {
+                    self.overview_at = Instant::now() + OVERVIEW_REFRESH;
+                    match self.overview(&self.last_id).await {
+                        Ok(event) => self.queue.push_back(event),
+                        Err(error) => tracing::warn!(?error, "could not load a stream's overview"),
+                    }
+                    continue;
+                }
             }
             if let Some(last) = self.last_push {
                 tokio::time::sleep_until(last + MIN_PUSH_INTERVAL).await;
@@ -171,22 +193,42 @@ impl Client {
         }
     }
 
+    /// Queues what `pending` brings, then the overview; `id` names the state it brings.
     async fn push(&mut self, pending: Pending, id: &str) {
-        if let Some(reason) = pending.resync {
-            self.queue.push_back(resync_event(reason, id));
-            return;
-        }
-        match self.load(&pending.changes, id).await {
+        self.last_id = id.to_string();
+        self.overview_at = Instant::now() + OVERVIEW_REFRESH;
+        let loaded = match pending.resync {
+            Some(reason) => {
+                self.queue.push_back(resync_event(reason, id));
+                self.overview(id).await.map(|event| vec![event])
+            }
+            None => self.load(&pending.changes, id).await,
+        };
+        match loaded {
             Ok(events) => self.queue.extend(events),
+            Err(error) if pending.resync.is_some() => {
+                tracing::warn!(?error, "could not load a stream's overview");
+            }
             Err(error) => {
-                tracing::warn!(%error, "could not load a stream's changes");
+                tracing::warn!(?error, "could not load a stream's changes");
                 self.subscription.resync(Resync::LoadFailed);
             }
         }
     }
 
-    /// The new state of `changes`, as events with `id`.
-    async fn load(&self, changes: &Changes, id: &str) -> Result<Vec<Event>, DbError> {
+    /// The org's overview now, for the client's window.
+    async fn overview(&self, id: &str) -> Result<Event, ApiError> {
+        let window = self.window.window()?;
+        let mut tx = self.state.db.begin(self.access.context()).await?;
+        let settings = org_settings::get(tx.conn(), self.access.org.id).await?;
+        let counters = overview::load(tx.conn(), self.access.org.id, &settings, window).await?;
+        tx.commit().await?;
+        Ok(event("overview", id, &counters))
+    }
+
+    /// The new state of `changes`, and the overview after them, as events with `id`.
+    async fn load(&self, changes: &Changes, id: &str) -> Result<Vec<Event>, ApiError> {
+        let window = self.window.window()?;
         let org = self.access.org.id;
         let filter = |ids: &BTreeSet<String>| Filter::ids(ids.iter().cloned().collect());
         let mut tx = self.state.db.begin(self.access.context()).await?;
@@ -208,6 +250,8 @@ impl Client {
             let rows = job_rows::by_ids(tx.conn(), org, &ids).await?;
             events.extend(row_events("job", id, &changes.jobs, &rows, |j| &j.id));
         }
+        let counters = overview::load(tx.conn(), org, &settings, window).await?;
+        events.push(event("overview", id, &counters));
         tx.commit().await?;
         Ok(events)
     }

@@ -294,8 +294,33 @@ async fn a_change_ingested_through_one_replica_is_streamed_by_another_within_a_s
             &json!(1)
         )
     );
-    // One load carried all three: they share the id of the state they bring the client to.
-    assert!(seen.iter().all(|e| e.id == seen[0].id), "{seen:?}");
+    // The stream began with the overview of an empty org; one load then carried all three rows
+    // and the overview after them, all with the id of the state they bring the client to.
+    assert_eq!(seen[0].event, "overview");
+    assert_eq!(seen[0].id, ready.id);
+    assert_eq!(
+        (
+            &seen[0].data["jobs"]["active"],
+            &seen[0].data["machines"]["total"]
+        ),
+        (&json!(0), &json!(0))
+    );
+    let pushed: Vec<&Sse> = seen[1..].iter().collect();
+    assert!(pushed.iter().all(|e| e.id == pushed[0].id), "{seen:?}");
+    let overview = stream.expect().await;
+    assert_eq!(
+        (overview.event.as_str(), &overview.id),
+        ("overview", &pushed[0].id)
+    );
+    assert_eq!(
+        (
+            &overview.data["jobs"]["active"],
+            &overview.data["jobs"]["pending"],
+            &overview.data["machines"]["by_liveness"]["online"],
+            &overview.data["workers"]["by_status"]["busy"],
+        ),
+        (&json!(1), &json!(0), &json!(1), &json!(1))
+    );
 
     // Shutting down ends the open stream, and the process exits cleanly.
     let status = tokio::task::spawn_blocking(move || stop(b)).await.unwrap();
@@ -351,11 +376,15 @@ async fn a_killed_listener_connection_means_a_resync_then_changes_flow_again() {
     .unwrap();
     assert_eq!(killed, [true], "one listener, on its own connection");
 
-    let resync = stream.expect().await;
+    let seen = stream.until("resync").await;
     assert_eq!(
-        (resync.event.as_str(), &resync.data),
-        ("resync", &json!({"reason": "listener_reconnected"}))
+        seen.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        ["overview", "resync"],
+        "nothing but the first overview before"
     );
+    assert_eq!(seen[1].data, json!({"reason": "listener_reconnected"}));
+    // A reload is due: the overview follows at once.
+    assert_eq!(stream.expect().await.event, "overview");
     org.send(&served.base, &[heartbeat("after")]).await;
     let seen = stream.until("machine").await;
     assert_eq!(rows(&seen), pairs(&[("machine", "after")]));
