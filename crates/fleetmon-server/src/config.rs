@@ -131,6 +131,7 @@ impl IngestArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub database_url: Option<String>,
+    pub listen_database_url: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub db_max_connections: Option<u32>,
     pub db_connect_timeout_s: Option<u64>,

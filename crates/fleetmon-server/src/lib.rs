@@ -7,6 +7,7 @@ pub mod db;
 pub mod http;
 pub mod ingest;
 pub mod instruments;
+pub mod live;
 pub mod orgs;
 pub mod query;
 pub mod simulate;

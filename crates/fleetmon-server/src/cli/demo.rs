@@ -97,11 +97,16 @@ async fn run(
         api: listener,
         metrics: None,
     };
+    let changes = crate::live::listener::listen_options(
+        file.listen_database_url.as_deref(),
+        &db.connect_options(),
+    )?;
     let server = serve_on(
         db,
         listeners,
         args_limits(file),
         auth,
+        changes,
         until(server_stopped),
     );
     let (served, (), ()) = tokio::join!(server, simulator, signal);

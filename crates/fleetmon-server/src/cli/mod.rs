@@ -174,6 +174,17 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETMON_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// A direct (not pooled) connection to the same database, for receiving change
+    /// notifications with LISTEN, which transaction poolers break [default: the database URL; for
+    /// a Neon `-pooler` host, the same host without `-pooler`]
+    #[arg(
+        long,
+        env = "FLEETMON_LISTEN_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub listen_database_url: Option<String>,
+
     /// Serve Prometheus' `/metrics` on this address only (e.g. a private interface) instead of
     /// on the main listener
     #[arg(long, env = "FLEETMON_METRICS_LISTEN", value_name = "ADDR")]

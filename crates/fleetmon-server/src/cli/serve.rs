@@ -1,10 +1,12 @@
-//! `fleetmon serve`: the HTTP server on a migrated database, with partition maintenance, until
-//! Ctrl-C or SIGTERM.
+//! `fleetmon serve`: the HTTP server on a migrated database, with partition maintenance and the
+//! change listener behind live streams, until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::postgres::PgConnectOptions;
 use tokio::net::TcpListener;
 
 use super::{open_migrated, ServeArgs};
@@ -15,14 +17,20 @@ use crate::config::{self, FileConfig};
 use crate::db::{partitions, Database, SystemDb, TenantContext, TenantDb};
 use crate::http::{self, AppState};
 use crate::ingest::Limits;
+use crate::live::{self, Hub};
 
 /// How often `serve` runs its maintenance.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+/// How long start-up waits for the change listener before serving anyway.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
 pub async fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let listen = config::resolve_listen(args.listen, file);
     let ingest_limits = args.ingest.resolve(&file.ingest);
     let auth = args.auth.resolve(file, listen)?;
+    let listen_url = args
+        .listen_database_url
+        .or_else(|| file.listen_database_url.clone());
     let db = open_migrated(&args.db, file).await?;
     let result = async {
         let listener = bind(listen).await?;
@@ -34,7 +42,16 @@ pub async fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
             api: listener,
             metrics,
         };
-        serve_on(&db, listeners, ingest_limits, auth, shutdown_signal()).await
+        let changes = live::listener::listen_options(listen_url.as_deref(), &db.connect_options())?;
+        serve_on(
+            &db,
+            listeners,
+            ingest_limits,
+            auth,
+            changes,
+            shutdown_signal(),
+        )
+        .await
     }
     .await;
     db.close().await;
@@ -63,12 +80,14 @@ pub struct Listeners {
     pub metrics: Option<TcpListener>,
 }
 
-/// Serves until `shutdown`, keeping the coming days' partitions ready meanwhile.
+/// Serves until `shutdown`, keeping the coming days' partitions ready meanwhile, with live
+/// streams fed by a change listener connecting with `changes`.
 pub async fn serve_on(
     db: &Database,
     listeners: Listeners,
     ingest_limits: Limits,
     auth: AuthSettings,
+    changes: PgConnectOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let providers: Vec<&str> = [
@@ -90,7 +109,16 @@ pub async fn serve_on(
     };
     let auth = Auth::new(auth, &db.tenant()).context("could not set up sign-in")?;
     let maintenance = tokio::spawn(maintain(db.system(), db.tenant()));
-    let mut state = AppState::new(db.tenant(), ingest_limits, auth);
+    let hub = Arc::new(Hub::default());
+    let listening = tokio::spawn(live::listener::run(changes, hub.clone()));
+    // Streams opened before the listener listens would only start with a resync.
+    if !hub.wait_listening(LISTEN_WAIT).await {
+        tracing::warn!(
+            "serving without listening for changes yet: live streams start once it does"
+        );
+    }
+    let mut state = AppState::new(db.tenant(), ingest_limits, auth)
+        .with_live(http::LiveStreams::new(hub.clone()));
     if let Some(webhook) = webhook {
         state = state.with_stack_webhook(webhook);
     }
@@ -106,7 +134,13 @@ pub async fn serve_on(
         }
         None => (http::router(state), None),
     };
+    // Streams never end by themselves: shutting down ends them.
+    let shutdown = async move {
+        shutdown.await;
+        hub.close();
+    };
     let served = http::serve(listeners.api, router, shutdown).await;
+    listening.abort();
     if let Some(metrics) = metrics {
         metrics.abort();
     }

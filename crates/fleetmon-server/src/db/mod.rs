@@ -30,6 +30,11 @@ pub enum DbError {
     )]
     InvalidUrl(String),
     #[error(
+        "FLEETMON_LISTEN_DATABASE_URL is not a valid PostgreSQL URL ({0}); expected \
+         postgres://USER:PASSWORD@HOST:PORT/DATABASE (a direct connection, not a pooler)"
+    )]
+    InvalidListenUrl(String),
+    #[error(
         "could not connect to PostgreSQL at {target} after {attempts} attempts over {waited_s}s: \
          {reason}. Check that the server is running and reachable and that DATABASE_URL is right \
          (or leave DATABASE_URL unset to use the embedded PostgreSQL)"
@@ -232,6 +237,11 @@ impl Database {
 
     pub fn system(&self) -> SystemDb {
         SystemDb::new(self.pool.clone())
+    }
+
+    /// How the pool connects (the embedded server's socket, or `DATABASE_URL`'s server).
+    pub fn connect_options(&self) -> PgConnectOptions {
+        (*self.pool.connect_options()).clone()
     }
 
     /// Applies pending migrations and makes sure today's partitions exist.

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{OrgAccess, Principal};
 use super::openapi::OrgPath;
-use super::params::QueryParams;
+use super::params::Params;
 use super::{ApiError, AppState};
 use crate::orgs::{audit, settings as org_settings, Role};
 use crate::query::fleet::{self, Filter, Machine, Removal, Worker};
@@ -41,7 +41,7 @@ impl ListQuery {
             }
         }
         Ok(Filter {
-            id: None,
+            ids: None,
             liveness: self.liveness,
             machine: self.machine,
             status: self.status,
@@ -63,14 +63,25 @@ fn next_after<'a>(
         .flatten()
 }
 
-async fn open(
+/// A viewer's (or read token's) tenant transaction on the org `slug`.
+pub(super) async fn open_read(
+    state: &AppState,
+    principal: Principal,
+    slug: &str,
+) -> Result<(OrgAccess, crate::db::TenantTx), ApiError> {
+    let access = OrgAccess::resolve(state, principal, slug).await?;
+    access.require(Role::Viewer)?;
+    let tx = state.db.begin(access.context()).await?;
+    Ok((access, tx))
+}
+
+/// [`open_read`], and the org's settings (liveness depends on them).
+pub(super) async fn open(
     state: &AppState,
     principal: Principal,
     slug: &str,
 ) -> Result<(OrgAccess, crate::db::TenantTx, org_settings::OrgSettings), ApiError> {
-    let access = OrgAccess::resolve(state, principal, slug).await?;
-    access.require(Role::Viewer)?;
-    let mut tx = state.db.begin(access.context()).await?;
+    let (access, mut tx) = open_read(state, principal, slug).await?;
     let settings = org_settings::get(tx.conn(), access.org.id).await?;
     Ok((access, tx, settings))
 }
@@ -90,7 +101,7 @@ pub async fn machines(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-    QueryParams(query): QueryParams<ListQuery>,
+    Params(query): Params<ListQuery>,
 ) -> Result<Json<MachinePage>, ApiError> {
     let filter = query.filter()?;
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;
@@ -155,7 +166,7 @@ pub async fn workers(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-    QueryParams(query): QueryParams<ListQuery>,
+    Params(query): Params<ListQuery>,
 ) -> Result<Json<WorkerPage>, ApiError> {
     let filter = query.filter()?;
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;

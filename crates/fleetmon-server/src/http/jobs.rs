@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::auth::{OrgAccess, Principal};
 use super::openapi::OrgPath;
-use super::params::QueryParams;
+use super::params::Params;
 use super::{ApiError, AppState};
 use crate::orgs::{settings as org_settings, Role};
 use crate::query::jobs::{self, Cursor, JobDetail, JobFilter, JobSummary};
@@ -159,7 +159,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-    QueryParams(pairs): QueryParams<Vec<(String, String)>>,
+    Params(pairs): Params<Vec<(String, String)>>,
 ) -> Result<Json<JobPage>, ApiError> {
     let filter = filter(pairs)?;
     let access = OrgAccess::resolve(&state, principal, &slug).await?;

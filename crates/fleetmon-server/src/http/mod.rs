@@ -8,16 +8,19 @@ mod health;
 mod ingest;
 mod jobs;
 mod json;
+mod metrics;
 mod oidc_signin;
 mod openapi;
 mod orgs;
+mod overview;
 mod params;
 mod prometheus;
 mod signin;
 mod stack_signin;
+mod stream;
 mod webhooks;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 
 use axum::extract::DefaultBodyLimit;
 use axum::{Extension, Router};
@@ -28,6 +31,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 pub use error::ApiError;
+pub use stream::LiveStreams;
 pub use webhooks::StackWebhook;
 
 use crate::auth::Auth;
@@ -45,6 +49,8 @@ pub struct AppState {
     pub auth: std::sync::Arc<Auth>,
     /// `None` when Stack webhooks are not configured: the endpoint then answers 404.
     pub stack_webhook: Option<std::sync::Arc<StackWebhook>>,
+    /// Where live streams subscribe; `None` when no listener feeds them (the stream answers 503).
+    pub live: Option<LiveStreams>,
 }
 
 impl AppState {
@@ -55,6 +61,14 @@ impl AppState {
             series: std::sync::Arc::default(),
             auth: std::sync::Arc::new(auth),
             stack_webhook: None,
+            live: None,
+        }
+    }
+
+    pub fn with_live(self, live: LiveStreams) -> Self {
+        Self {
+            live: Some(live),
+            ..self
         }
     }
 
@@ -118,6 +132,11 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .routes(routes!(fleet::worker))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::show))
+        .routes(routes!(stream::stream))
+        .routes(routes!(overview::overview))
+        .routes(routes!(metrics::jobs))
+        .routes(routes!(metrics::series))
+        .routes(routes!(metrics::series_names))
         .routes(routes!(orgs::settings, orgs::update_settings))
         .routes(routes!(webhooks::stack))
         .split_for_parts();
@@ -142,17 +161,40 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// How long, once shutdown begins, open connections get to finish before they are dropped:
+/// a client that stopped reading must not hold the process up.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests
+/// (for at most [`DRAIN_LIMIT`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (began, stopping) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = began.send(());
+    };
     // The peer address feeds sign-in throttling.
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
+    let serving = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
-        .await
+        .into_future();
+    let drain_expired = async {
+        match stopping.await {
+            Ok(()) => tokio::time::sleep(DRAIN_LIMIT).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = serving => served,
+        () = drain_expired => {
+            tracing::warn!("connections were still open {DRAIN_LIMIT:?} after shutdown began; dropping them");
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::auth::{unauthorized, ClientAddr};
-use super::params::QueryParams;
+use super::params::Params;
 use super::signin::{
     begin_redirect, finish_redirect, land, redirect_to_provider, signed_in_user_verified,
     start_session, CallbackQuery, StartQuery,
@@ -71,7 +71,7 @@ async fn document(provider: &Provider) -> Result<&oidc::DiscoveryDocument, ApiEr
 pub async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    QueryParams(query): QueryParams<StartQuery>,
+    Params(query): Params<StartQuery>,
 ) -> Result<Response, ApiError> {
     let provider = browser_provider(&state, &name)?;
     let settings = provider.oidc.as_ref().expect("checked by browser_provider");
@@ -108,7 +108,7 @@ pub async fn start(
 pub async fn callback(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    QueryParams(query): QueryParams<CallbackQuery>,
+    Params(query): Params<CallbackQuery>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

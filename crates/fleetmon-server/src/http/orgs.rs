@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::auth::{OrgAccess, Principal};
 use super::json::JsonBody;
 use super::openapi::OrgPath;
-use super::params::QueryParams;
+use super::params::Params;
 use super::{ApiError, AppState};
 use crate::auth::tokens::{self, TokenInfo, TokenKind};
 use crate::auth::users::{self, Profile};
@@ -554,7 +554,7 @@ pub async fn audit_log(
     State(state): State<AppState>,
     principal: Principal,
     Path(slug): Path<String>,
-    QueryParams(page): QueryParams<AuditQuery>,
+    Params(page): Params<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let access = OrgAccess::resolve(&state, principal, &slug).await?;
     access.require(Role::Admin)?;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{unauthorized, ClientAddr};
 use super::json::JsonBody;
-use super::params::QueryParams;
+use super::params::Params;
 use super::signin::{
     begin_redirect, check_sign_in_origin, finish_redirect, land, redirect_to_provider,
     reserve_attempt, settle_attempt, signed_in_user, start_session, CallbackQuery, Outcome,
@@ -213,7 +213,7 @@ pub async fn magic_link(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
-    QueryParams(link): QueryParams<MagicLink>,
+    Params(link): Params<MagicLink>,
 ) -> Result<Response, ApiError> {
     let client = stack_client(&state)?;
     // Only the browser that asked for the code may use its link: otherwise anyone could send
@@ -248,7 +248,7 @@ fn oauth_callback_url(state: &AppState) -> String {
 pub async fn oauth_start(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    QueryParams(query): QueryParams<StartQuery>,
+    Params(query): Params<StartQuery>,
 ) -> Result<Response, ApiError> {
     let client = stack_client(&state)?;
     let pending = begin_redirect(&state, OAUTH_LOGIN_KEY, query.return_to.as_deref()).await?;
@@ -277,7 +277,7 @@ pub async fn oauth_callback(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
-    QueryParams(query): QueryParams<CallbackQuery>,
+    Params(query): Params<CallbackQuery>,
 ) -> Result<Response, ApiError> {
     let client = stack_client(&state)?;
     let (code, login) = finish_redirect(&state, OAUTH_LOGIN_KEY, query, &headers).await?;

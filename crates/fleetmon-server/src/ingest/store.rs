@@ -1,6 +1,7 @@
 //! Writing a batch: history first (idempotent by event id), then the state derived from the
 //! events that were new — all in the caller's tenant transaction, so an acknowledged event is
 //! never lost and state never disagrees with history. Every write is one statement over arrays.
+//! Last, the ids of the changed rows are announced to live streams, on commit only.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -16,6 +17,7 @@ use super::jobs::{JobEvent, JobRow};
 use super::series::{Learned, SeriesCache, SeriesKey};
 use crate::db::sql::{query, query_as, query_scalar};
 use crate::db::DbError;
+use crate::live::changes::{self, Changes};
 
 /// How many events of a batch were new, and the metric series ids to remember after commit.
 #[derive(Debug, Default)]
@@ -65,6 +67,13 @@ pub async fn store(
             body: e.body.clone(),
         })
         .collect();
+    let mut changed = Changes {
+        jobs: new_jobs
+            .iter()
+            .map(|e| e.job_ref().job_id.clone())
+            .collect(),
+        ..Changes::default()
+    };
     project_jobs(conn, org_id, new_jobs, &mut patches).await?;
 
     let mut samples = Vec::new();
@@ -80,6 +89,9 @@ pub async fn store(
     upsert_machines(conn, org_id, &patches).await?;
     upsert_workers(conn, org_id, &patches).await?;
     let series = insert_samples(conn, org_id, series, &samples).await?;
+    changed.machines = patches.machines.keys().cloned().collect();
+    changed.workers = patches.workers.keys().cloned().collect();
+    changes::publish(conn, org_id, &changed).await?;
 
     Ok(Stored {
         accepted,

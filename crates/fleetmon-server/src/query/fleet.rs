@@ -39,6 +39,7 @@ macro_rules! liveness_sql {
         )
     };
 }
+pub(crate) use liveness_sql;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Machine {
@@ -79,8 +80,8 @@ pub struct Worker {
 /// Filters of a listing; ids are listed in order, after the cursor.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// One machine or worker by id.
-    pub id: Option<String>,
+    /// Only the machines or workers with these ids.
+    pub ids: Option<Vec<String>>,
     pub liveness: Option<String>,
     pub machine: Option<String>,
     pub status: Option<String>,
@@ -91,15 +92,21 @@ pub struct Filter {
 impl Filter {
     /// The one row with `id`.
     pub fn one(id: &str) -> Self {
+        Self::ids(vec![id.to_string()])
+    }
+
+    /// The rows with these ids (those that exist).
+    pub fn ids(ids: Vec<String>) -> Self {
         Self {
-            id: Some(id.to_string()),
-            limit: 1,
+            limit: ids.len() as i64,
+            ids: Some(ids),
             ..Self::default()
         }
     }
 }
 
-fn thresholds(settings: &OrgSettings) -> (f64, f64) {
+/// The org's `stale_after_s` and `offline_after_s`, bound as `$2` and `$3` of `liveness_sql!`.
+pub(crate) fn thresholds(settings: &OrgSettings) -> (f64, f64) {
     (
         f64::from(settings.stale_after_s),
         f64::from(settings.offline_after_s),
@@ -127,7 +134,7 @@ pub async fn machines(
     let sql = format!(
         "SELECT * FROM ({MACHINE_SELECT}
                           AND ($4::text IS NULL OR m.id > $4)
-                          AND ($5::text IS NULL OR m.id = $5)) listed
+                          AND ($5::text[] IS NULL OR m.id = ANY($5))) listed
          WHERE $6::text IS NULL OR liveness = $6
          ORDER BY id LIMIT $7"
     );
@@ -136,7 +143,7 @@ pub async fn machines(
         .bind(stale)
         .bind(offline)
         .bind(&filter.after)
-        .bind(&filter.id)
+        .bind(&filter.ids)
         .bind(&filter.liveness)
         .bind(filter.limit.clamp(1, MAX_PAGE))
         .fetch_all(conn)
@@ -166,7 +173,7 @@ pub async fn workers(
     let sql = format!(
         "SELECT * FROM ({WORKER_SELECT}
                           AND ($4::text IS NULL OR w.id > $4)
-                          AND ($5::text IS NULL OR w.id = $5)
+                          AND ($5::text[] IS NULL OR w.id = ANY($5))
                           AND ($6::text IS NULL OR w.machine_id = $6)
                           AND ($7::text IS NULL OR w.status = $7)) listed
          WHERE $8::text IS NULL OR liveness = $8
@@ -177,7 +184,7 @@ pub async fn workers(
         .bind(stale)
         .bind(offline)
         .bind(&filter.after)
-        .bind(&filter.id)
+        .bind(&filter.ids)
         .bind(&filter.machine)
         .bind(&filter.status)
         .bind(&filter.liveness)

@@ -14,7 +14,8 @@ use nix::unistd::Pid;
 
 use crate::harness::{cluster, scratch_dir, url_for, TestDb};
 
-fn fleetmon() -> Command {
+/// The `fleetmon` binary with none of the settings of the environment the tests run in.
+pub(crate) fn fleetmon() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fleetmon"));
     for var in [
         "DATABASE_URL",
@@ -276,11 +277,11 @@ async fn migrate_over_tls_when_the_url_asks_for_it() {
     );
 }
 
-/// A `fleetmon serve` on the embedded default, with its log lines streamed to a channel.
-struct Served {
-    child: Child,
-    base: String,
-    log: mpsc::Receiver<String>,
+/// A running `fleetmon`, with its log lines streamed to a channel.
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) log: mpsc::Receiver<String>,
 }
 
 fn serve_embedded(data_dir: &Path) -> Served {
@@ -289,9 +290,14 @@ fn serve_embedded(data_dir: &Path) -> Served {
 
 /// Runs `fleetmon ARGS` on the embedded default in `data_dir` until it logs where it listens.
 fn spawn_listening(args: &[&str], data_dir: &Path) -> Served {
-    let mut child = fleetmon()
-        .args(args)
-        .env("FLEETMON_DATA_DIR", data_dir)
+    let mut command = fleetmon();
+    command.args(args).env("FLEETMON_DATA_DIR", data_dir);
+    listening(command)
+}
+
+/// Runs `command` until it logs where it listens.
+pub(crate) fn listening(mut command: Command) -> Served {
+    let mut child = command
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -375,6 +381,11 @@ async fn serve_on_the_embedded_default_then_stop_cleanly_and_survive_a_kill() {
         lines
             .iter()
             .any(|l| l.contains("embedded PostgreSQL stopped")),
+        "{lines:?}"
+    );
+    // Live updates listen through the embedded server's socket too.
+    assert!(
+        lines.iter().any(|l| l.contains("listening for changes")),
         "{lines:?}"
     );
     assert!(wait_gone(postgres), "postgres exits with fleetmon");

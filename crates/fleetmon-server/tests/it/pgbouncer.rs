@@ -17,7 +17,7 @@ use crate::fixtures;
 use crate::harness::{cluster, scratch_dir, TestDb, OWNER};
 use crate::tenancy::assert_every_table_isolated;
 
-struct PgBouncer {
+pub(crate) struct PgBouncer {
     child: Child,
     port: u16,
     dir: PathBuf,
@@ -32,7 +32,7 @@ fn pgbouncer_binary() -> PathBuf {
 }
 
 impl PgBouncer {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = scratch_dir("pgbouncer");
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -88,6 +88,11 @@ impl PgBouncer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// A `DATABASE_URL` for `database` through the pooler.
+    pub(crate) fn url(&self, database: &str) -> String {
+        format!("postgres://{OWNER}@127.0.0.1:{}/{database}", self.port)
     }
 
     fn log(&self) -> String {

@@ -1,0 +1,572 @@
+//! The fan-out inside one process: every streaming client has a mailbox under its org, and the
+//! listener drops each notification into the mailboxes of that org only.
+//!
+//! A mailbox holds ids, merged — a client that falls behind gets each changed row once, however
+//! often it changed — and at most [`MAX_IDS`] of them: past that it is emptied and marked for a
+//! resync. So a client that never reads costs a bounded amount of memory, and delivering never
+//! waits for any client.
+//!
+//! Deliveries are numbered in the order they arrive, which is the order the writes committed.
+//! Each org served here also keeps its recent deliveries (at most [`MAX_IDS`] ids, at most
+//! [`RECENT_FOR`] old), so a client that reconnects with the number it last saw is sent what
+//! changed since instead of reloading everything. Event ids name the process too: a number from
+//! another process (another replica, or before a restart) cannot be served and means a resync.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use super::changes::{Changes, MAX_IDS};
+
+/// How long an org's deliveries are kept for clients that reconnect; also how long an org is
+/// remembered after its last client left.
+pub const RECENT_FOR: Duration = Duration::from_secs(600);
+
+/// Why a client must reload everything instead of being told what changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resync {
+    /// The listener's connection was lost: notifications may have been missed meanwhile.
+    ListenerReconnected,
+    /// More changes than one push carries (a huge write, or a client reading too slowly).
+    TooManyChanges,
+    /// The `Last-Event-ID` a client reconnected with cannot be caught up with here.
+    GapUnavailable,
+    /// Loading the changed rows failed.
+    LoadFailed,
+}
+
+impl Resync {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ListenerReconnected => "listener_reconnected",
+            Self::TooManyChanges => "too_many_changes",
+            Self::GapUnavailable => "gap_unavailable",
+            Self::LoadFailed => "load_failed",
+        }
+    }
+}
+
+/// What a client has not been sent yet. A pending resync supersedes any ids.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub changes: Changes,
+    pub resync: Option<Resync>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.resync.is_none() && self.changes.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Mailbox {
+    state: Mutex<MailboxState>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct MailboxState {
+    pending: Pending,
+    closed: bool,
+}
+
+impl Mailbox {
+    /// Merges `changes`; returns whether that overflowed the mailbox.
+    fn add(&self, changes: &Changes) -> bool {
+        let overflowed = {
+            let mut state = self.state.lock().expect("mailbox lock");
+            let pending = &mut state.pending;
+            if pending.resync.is_some() {
+                false
+            } else {
+                pending.changes.extend(changes.clone());
+                let over = pending.changes.len() > MAX_IDS;
+                if over {
+                    pending.changes = Changes::default();
+                    pending.resync = Some(Resync::TooManyChanges);
+                }
+                over
+            }
+        };
+        self.wake.notify_one();
+        overflowed
+    }
+
+    fn resync(&self, reason: Resync) {
+        {
+            let mut state = self.state.lock().expect("mailbox lock");
+            state.pending.changes = Changes::default();
+            state.pending.resync.get_or_insert(reason);
+        }
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        self.state.lock().expect("mailbox lock").closed = true;
+        self.wake.notify_one();
+    }
+
+    fn pending_ids(&self) -> usize {
+        self.state
+            .lock()
+            .expect("mailbox lock")
+            .pending
+            .changes
+            .len()
+    }
+}
+
+/// An org's recent deliveries: every one numbered after `complete_after` is here.
+struct Recent {
+    entries: VecDeque<(u64, Instant, Changes)>,
+    ids: usize,
+    complete_after: u64,
+}
+
+impl Recent {
+    fn starting_after(seq: u64) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            ids: 0,
+            complete_after: seq,
+        }
+    }
+
+    fn push(&mut self, seq: u64, changes: &Changes) {
+        self.ids += changes.len();
+        self.entries
+            .push_back((seq, Instant::now(), changes.clone()));
+        self.expire();
+    }
+
+    fn expire(&mut self) {
+        while let Some((seq, at, changes)) = self.entries.front() {
+            if self.ids <= MAX_IDS && at.elapsed() <= RECENT_FOR {
+                break;
+            }
+            self.ids -= changes.len();
+            self.complete_after = *seq;
+            self.entries.pop_front();
+        }
+    }
+
+    /// Forgets everything up to `seq`: what came before cannot be told any more.
+    fn forget(&mut self, seq: u64) {
+        *self = Self::starting_after(seq);
+    }
+
+    /// What was delivered after `seq`, if all of it is still here.
+    fn since(&self, seq: u64) -> Option<Changes> {
+        if seq < self.complete_after {
+            return None;
+        }
+        let mut changes = Changes::default();
+        for (_, _, delivered) in self.entries.iter().filter(|(s, _, _)| *s > seq) {
+            changes.extend(delivered.clone());
+        }
+        Some(changes)
+    }
+}
+
+struct OrgEntry {
+    clients: HashMap<u64, Arc<Mailbox>>,
+    recent: Recent,
+    /// Since when the org has had no client here.
+    idle_since: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Subscribers {
+    next_client: u64,
+    /// The number of the last delivery (or reconnection of the listener).
+    seq: u64,
+    deliveries: u64,
+    by_org: HashMap<Uuid, OrgEntry>,
+    closed: bool,
+}
+
+impl Subscribers {
+    fn mailboxes(&self) -> impl Iterator<Item = &Arc<Mailbox>> {
+        self.by_org.values().flat_map(|o| o.clients.values())
+    }
+
+    /// Drops orgs that have had no client for [`RECENT_FOR`].
+    fn sweep(&mut self) {
+        self.by_org.retain(|_, org| {
+            org.idle_since
+                .is_none_or(|idle| idle.elapsed() <= RECENT_FOR)
+        });
+        for org in self.by_org.values_mut() {
+            org.recent.expire();
+        }
+    }
+}
+
+/// The process's clients, by org, and what the listener reports.
+pub struct Hub {
+    /// Names this process in event ids.
+    epoch: String,
+    subscribers: Mutex<Subscribers>,
+    listening: watch::Sender<bool>,
+    reconnects: AtomicU64,
+    overflows: AtomicU64,
+    /// Microseconds the listener's last probe took from `NOTIFY` back to it; 0 before one did.
+    notify_lag_us: AtomicU64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            epoch: Uuid::new_v4().simple().to_string()[..8].to_string(),
+            subscribers: Mutex::default(),
+            listening: watch::channel(false).0,
+            reconnects: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
+            notify_lag_us: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A snapshot of the hub, for operators and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubStats {
+    /// Streaming clients connected to this process.
+    pub clients: usize,
+    /// Whether the listener is connected and listening.
+    pub listening: bool,
+    /// Notifications of changes received so far.
+    pub deliveries: u64,
+    /// How often the listener lost its connection.
+    pub reconnects: u64,
+    /// How often a client's mailbox overflowed and was marked for a resync.
+    pub overflows: u64,
+    /// The most ids any one mailbox holds right now (never more than `MAX_IDS`).
+    pub most_pending: usize,
+    /// How long the listener's last probe took to come back.
+    pub notify_lag: Option<Duration>,
+}
+
+/// How a new subscription starts: the id of the state it starts from, and whether the client
+/// must first reload everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub id: String,
+    pub resync: Option<Resync>,
+}
+
+impl Hub {
+    fn event_id(&self, seq: u64) -> String {
+        format!("{}-{seq}", self.epoch)
+    }
+
+    fn parse_event_id(&self, id: &str) -> Option<u64> {
+        let (epoch, seq) = id.trim().split_once('-')?;
+        (epoch == self.epoch).then(|| seq.parse().ok()).flatten()
+    }
+
+    /// A mailbox for a client of `org`, removed again when the subscription is dropped. A
+    /// client resuming after the event id `resume` finds what changed since in its mailbox, or
+    /// is told to resync when that is not known here.
+    pub fn subscribe(self: &Arc<Self>, org: Uuid, resume: Option<&str>) -> (Subscription, Start) {
+        let mailbox = Arc::new(Mailbox::default());
+        let mut subscribers = self.subscribers.lock().expect("hub lock");
+        if subscribers.closed {
+            mailbox.close();
+        }
+        subscribers.sweep();
+        subscribers.next_client += 1;
+        let (id, seq) = (subscribers.next_client, subscribers.seq);
+        let entry = subscribers.by_org.entry(org).or_insert_with(|| OrgEntry {
+            clients: HashMap::new(),
+            recent: Recent::starting_after(seq),
+            idle_since: None,
+        });
+        entry.idle_since = None;
+        let mut resync = None;
+        if let Some(resume) = resume {
+            match self
+                .parse_event_id(resume)
+                .filter(|s| *s <= seq)
+                .and_then(|s| entry.recent.since(s))
+            {
+                Some(missed) => {
+                    mailbox.add(&missed);
+                }
+                None => resync = Some(Resync::GapUnavailable),
+            }
+        }
+        entry.clients.insert(id, mailbox.clone());
+        let subscription = Subscription {
+            hub: self.clone(),
+            org,
+            id,
+            mailbox,
+        };
+        let start = Start {
+            id: self.event_id(seq),
+            resync,
+        };
+        (subscription, start)
+    }
+
+    /// Tells the clients of `org` what changed there.
+    pub fn deliver(&self, org: Uuid, changes: &Changes) {
+        let mut subscribers = self.subscribers.lock().expect("hub lock");
+        subscribers.seq += 1;
+        subscribers.deliveries += 1;
+        let seq = subscribers.seq;
+        let Some(entry) = subscribers.by_org.get_mut(&org) else {
+            return;
+        };
+        entry.recent.push(seq, changes);
+        for mailbox in entry.clients.values() {
+            if mailbox.add(changes) {
+                self.overflows.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Tells the clients of `org` to reload: too much changed there to list.
+    pub fn deliver_everything(&self, org: Uuid) {
+        let mut subscribers = self.subscribers.lock().expect("hub lock");
+        subscribers.seq += 1;
+        subscribers.deliveries += 1;
+        let seq = subscribers.seq;
+        if let Some(entry) = subscribers.by_org.get_mut(&org) {
+            entry.recent.forget(seq);
+            for mailbox in entry.clients.values() {
+                mailbox.resync(Resync::TooManyChanges);
+            }
+        }
+    }
+
+    /// Whether the listener is listening. On every (re)connection all clients resync and the
+    /// recent deliveries are forgotten, since notifications sent while not listening are lost.
+    pub fn set_listening(&self, listening: bool) {
+        let was = self.listening.send_replace(listening);
+        if listening && !was {
+            let mut subscribers = self.subscribers.lock().expect("hub lock");
+            subscribers.seq += 1;
+            let seq = subscribers.seq;
+            for entry in subscribers.by_org.values_mut() {
+                entry.recent.forget(seq);
+            }
+            for mailbox in subscribers.mailboxes() {
+                mailbox.resync(Resync::ListenerReconnected);
+            }
+        }
+        if was && !listening {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits up to `limit` for the listener to be listening; returns whether it is.
+    pub async fn wait_listening(&self, limit: Duration) -> bool {
+        let mut listening = self.listening.subscribe();
+        tokio::time::timeout(limit, listening.wait_for(|l| *l))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    pub fn record_notify_lag(&self, lag: Duration) {
+        let micros = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.notify_lag_us.store(micros, Ordering::Relaxed);
+    }
+
+    /// Ends every stream, now and from now on (server shutdown).
+    pub fn close(&self) {
+        let mut subscribers = self.subscribers.lock().expect("hub lock");
+        subscribers.closed = true;
+        for mailbox in subscribers.mailboxes() {
+            mailbox.close();
+        }
+    }
+
+    pub fn stats(&self) -> HubStats {
+        let subscribers = self.subscribers.lock().expect("hub lock");
+        let lag = self.notify_lag_us.load(Ordering::Relaxed);
+        HubStats {
+            clients: subscribers.mailboxes().count(),
+            listening: *self.listening.borrow(),
+            deliveries: subscribers.deliveries,
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            overflows: self.overflows.load(Ordering::Relaxed),
+            most_pending: subscribers
+                .mailboxes()
+                .map(|m| m.pending_ids())
+                .max()
+                .unwrap_or(0),
+            notify_lag: (lag > 0).then(|| Duration::from_micros(lag)),
+        }
+    }
+}
+
+/// One client's mailbox. Dropping it unsubscribes.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    org: Uuid,
+    id: u64,
+    mailbox: Arc<Mailbox>,
+}
+
+impl Subscription {
+    /// Waits until something is pending; `false` once the hub has closed. Cancel-safe.
+    pub async fn changed(&self) -> bool {
+        loop {
+            {
+                let state = self.mailbox.state.lock().expect("mailbox lock");
+                if state.closed {
+                    return false;
+                }
+                if !state.pending.is_empty() {
+                    return true;
+                }
+            }
+            self.mailbox.wake.notified().await;
+        }
+    }
+
+    /// Everything pending, leaving the mailbox empty, and the event id of the state it brings
+    /// the client to (every delivery up to it is included).
+    pub fn take(&self) -> (Pending, String) {
+        // Deliveries fill mailboxes under the hub's lock, so none is half done here.
+        let subscribers = self.hub.subscribers.lock().expect("hub lock");
+        let pending = std::mem::take(&mut self.mailbox.state.lock().expect("mailbox lock").pending);
+        (pending, self.hub.event_id(subscribers.seq))
+    }
+
+    /// Marks the client for a resync (its changes could not be loaded).
+    pub fn resync(&self, reason: Resync) {
+        self.mailbox.resync(reason);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.mailbox.state.lock().expect("mailbox lock").closed
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut subscribers = self.hub.subscribers.lock().expect("hub lock");
+        if let Some(org) = subscribers.by_org.get_mut(&self.org) {
+            org.clients.remove(&self.id);
+            if org.clients.is_empty() {
+                org.idle_since = Some(Instant::now());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jobs(range: std::ops::Range<usize>) -> Changes {
+        Changes {
+            jobs: range.map(|i| format!("j{i}")).collect(),
+            ..Changes::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn changes_reach_their_org_only_merged_and_bounded() {
+        let hub = Arc::new(Hub::default());
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (client_a, _) = hub.subscribe(a, None);
+        let (client_b, _) = hub.subscribe(b, None);
+        hub.deliver(a, &jobs(0..3));
+        hub.deliver(a, &jobs(2..5));
+        assert!(client_a.changed().await);
+        assert_eq!(
+            client_a.take().0.changes,
+            jobs(0..5),
+            "merged, each id once"
+        );
+        assert_eq!(
+            client_b.take().0,
+            Pending::default(),
+            "another org's changes"
+        );
+
+        // A client that never takes: the mailbox is emptied and marked, never larger.
+        for n in 0..(MAX_IDS / 100 + 2) {
+            hub.deliver(a, &jobs(n * 100..n * 100 + 100));
+            assert!(hub.stats().most_pending <= MAX_IDS);
+        }
+        let stats = hub.stats();
+        assert_eq!((stats.clients, stats.overflows), (2, 1));
+        let (pending, _) = client_a.take();
+        assert_eq!(pending.resync, Some(Resync::TooManyChanges));
+        assert!(pending.changes.is_empty());
+
+        drop(client_b);
+        assert_eq!(hub.stats().clients, 1);
+    }
+
+    #[tokio::test]
+    async fn a_client_resuming_here_gets_what_it_missed_or_a_resync() {
+        let hub = Arc::new(Hub::default());
+        let org = Uuid::new_v4();
+        let (client, start) = hub.subscribe(org, None);
+        assert_eq!(start.resync, None);
+        hub.deliver(org, &jobs(0..2));
+        let (_, seen) = client.take();
+        drop(client);
+        hub.deliver(org, &jobs(5..7));
+        hub.deliver(Uuid::new_v4(), &jobs(100..101));
+        hub.deliver(org, &jobs(6..8));
+
+        let (client, start) = hub.subscribe(org, Some(&seen));
+        assert_eq!(start.resync, None);
+        assert_eq!(
+            client.take().0.changes,
+            jobs(5..8),
+            "what came after `seen`"
+        );
+        let (_, now) = client.take();
+
+        for unknown in ["", "nonsense", "00000000-1", &format!("{}-999", hub.epoch)] {
+            let (_, start) = hub.subscribe(org, Some(unknown));
+            assert_eq!(start.resync, Some(Resync::GapUnavailable), "{unknown:?}");
+        }
+        // Past MAX_IDS ids, the oldest deliveries are forgotten.
+        for n in 0..(MAX_IDS / 100 + 1) {
+            hub.deliver(org, &jobs(1000 + n * 100..1000 + n * 100 + 100));
+        }
+        assert_eq!(
+            hub.subscribe(org, Some(&now)).1.resync,
+            Some(Resync::GapUnavailable)
+        );
+        // After a reconnection of the listener, nothing earlier can be told.
+        let (_, recent) = client.take();
+        assert_eq!(hub.subscribe(org, Some(&recent)).1.resync, None);
+        hub.set_listening(true);
+        assert_eq!(
+            hub.subscribe(org, Some(&recent)).1.resync,
+            Some(Resync::GapUnavailable)
+        );
+    }
+
+    #[tokio::test]
+    async fn reconnecting_resyncs_everyone_and_closing_ends_every_stream() {
+        let hub = Arc::new(Hub::default());
+        let (client, _) = hub.subscribe(Uuid::new_v4(), None);
+        hub.set_listening(true);
+        assert_eq!(client.take().0.resync, Some(Resync::ListenerReconnected));
+        hub.set_listening(false);
+        hub.set_listening(true);
+        assert_eq!(client.take().0.resync, Some(Resync::ListenerReconnected));
+        assert_eq!(hub.stats().reconnects, 1);
+        assert!(hub.wait_listening(Duration::from_millis(1)).await);
+
+        hub.close();
+        assert!(!client.changed().await);
+        let (late, _) = hub.subscribe(Uuid::new_v4(), None);
+        assert!(!late.changed().await, "after close");
+    }
+}

@@ -1,0 +1,11 @@
+//! Live updates across replicas: writes announce what they changed with `NOTIFY` in their own
+//! transaction ([`changes`]); one listener per process receives every announcement
+//! ([`listener`]) and hands it to the streaming clients of that org ([`hub`]), who load the new
+//! state themselves under row-level security.
+
+pub mod changes;
+pub mod hub;
+pub mod listener;
+
+pub use changes::{Changes, MAX_IDS};
+pub use hub::{Hub, HubStats, Pending, Resync, Subscription};
