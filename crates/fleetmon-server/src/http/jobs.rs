@@ -142,7 +142,7 @@ pub struct JobPage {
 }
 
 /// The org's jobs, newest first, filtered, searched and paged by cursor.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/jobs", tag = "jobs",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/jobs", tag = "jobs", operation_id = "list_jobs",
     params(OrgPath,
         ("status" = Option<String>, Query, description = "One status or a comma-separated list; may repeat"),
         ("job_type" = Option<String>, Query), ("machine" = Option<String>, Query, description = "The current attempt's machine"),
@@ -176,7 +176,7 @@ pub async fn list(
 
 /// One job with its worker, machine, timeline, attempts and error chain. Viewers and read tokens
 /// see the payload and result only when the org's `payloads_visible_to_viewers` allows it.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/jobs/{id}", tag = "jobs", params(OrgPath, ("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/jobs/{id}", tag = "jobs", operation_id = "show_job", params(OrgPath, ("id" = String, Path)),
     security(("bearer" = []), ("session" = [])),
     responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(

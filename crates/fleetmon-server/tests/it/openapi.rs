@@ -28,6 +28,18 @@ async fn the_document_is_openapi_3_1_and_matches_the_snapshot() {
     let base = harness::spawn_app(db.tenant(), Default::default(), harness::local_auth()).await;
     let served = document(&base).await;
     assert_eq!(served["openapi"], "3.1.0");
+    // Client generators name methods after operation ids: they must be unique.
+    let mut ids: Vec<&str> = served["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|operation| operation["operationId"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let count = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "operation ids repeat");
     for (path, item) in served["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             for (status, response) in operation["responses"].as_object().unwrap() {
