@@ -61,7 +61,9 @@ fn next_after<'a>(
         .flatten()
 }
 
-async fn open(
+/// The org's access check, its tenant transaction and its liveness thresholds: what every read
+/// of the fleet starts with (the API's and the dashboard's).
+pub(crate) async fn open(
     state: &AppState,
     principal: Principal,
     slug: &str,

@@ -3,20 +3,21 @@
 pub mod auth;
 pub mod cookies;
 mod error;
-mod fleet;
+pub(crate) mod fleet;
 mod health;
 mod ingest;
 mod json;
 mod oidc_signin;
 mod openapi;
-mod orgs;
-mod signin;
-mod stack_signin;
+pub(crate) mod orgs;
+pub(crate) mod signin;
+pub(crate) mod stack_signin;
 mod webhooks;
 
 use std::future::Future;
 
 use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -104,6 +105,8 @@ pub fn router(state: AppState) -> Router {
     openapi::finish(&mut document);
     router
         .layer(Extension(std::sync::Arc::new(document)))
+        // The dashboard's pages are not API, so they are not in the document.
+        .merge(crate::web::router())
         .fallback(not_found)
         // Spans name the path only: query strings can carry one-time codes and OAuth state.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
@@ -112,10 +115,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
+/// A browser gets the dashboard's 404 page; everything under `/api` and every API client, JSON.
+async fn not_found(headers: axum::http::HeaderMap, uri: axum::http::Uri) -> Response {
+    if !uri.path().starts_with("/api/") && crate::web::wants_html(&headers) {
+        return crate::web::not_found();
+    }
     ApiError::NotFound {
         message: format!("no such endpoint: {}", uri.path()),
     }
+    .into_response()
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
