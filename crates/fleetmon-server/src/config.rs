@@ -135,6 +135,7 @@ pub struct FileConfig {
     pub db_max_connections: Option<u32>,
     pub db_connect_timeout_s: Option<u64>,
     pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
     pub public_url: Option<String>,

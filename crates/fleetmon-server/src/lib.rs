@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod ingest;
+pub mod instruments;
 pub mod orgs;
 pub mod query;
 pub mod simulate;

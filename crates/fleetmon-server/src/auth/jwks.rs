@@ -446,6 +446,7 @@ impl JwksCache {
             Ok(fetched) => fetched.map(|jwks| KeySet::new(&jwks)),
             Err(_) => Err(FetchError::Timeout(timeout)),
         };
+        crate::instruments::jwks_refresh(fetched.is_ok());
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         state.attempts += 1;
         state.last_attempt = Some(Instant::now());

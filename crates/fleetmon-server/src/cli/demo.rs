@@ -5,7 +5,7 @@
 use tokio::sync::watch;
 
 use super::admin;
-use super::serve::{bind, serve_on, shutdown_signal};
+use super::serve::{bind, serve_on, shutdown_signal, Listeners};
 use super::{DemoArgs, SimulationArgs};
 use crate::auth::local;
 use crate::auth::tokens::{self, TokenKind};
@@ -93,7 +93,17 @@ async fn run(
         let _ = stop_fleet.send(true);
     };
     let auth = crate::auth::settings::AuthSettings::local_only(&url);
-    let server = serve_on(db, listener, args_limits(file), auth, until(server_stopped));
+    let listeners = Listeners {
+        api: listener,
+        metrics: None,
+    };
+    let server = serve_on(
+        db,
+        listeners,
+        args_limits(file),
+        auth,
+        until(server_stopped),
+    );
     let (served, (), ()) = tokio::join!(server, simulator, signal);
     served
 }

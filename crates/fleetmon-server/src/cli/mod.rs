@@ -174,6 +174,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETMON_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// Serve Prometheus' `/metrics` on this address only (e.g. a private interface) instead of
+    /// on the main listener
+    #[arg(long, env = "FLEETMON_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     pub ingest: IngestArgs,
 

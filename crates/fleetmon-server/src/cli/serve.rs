@@ -26,7 +26,15 @@ pub async fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let db = open_migrated(&args.db, file).await?;
     let result = async {
         let listener = bind(listen).await?;
-        serve_on(&db, listener, ingest_limits, auth, shutdown_signal()).await
+        let metrics = match args.metrics_listen.or(file.metrics_listen) {
+            Some(address) => Some(bind_metrics(address).await?),
+            None => None,
+        };
+        let listeners = Listeners {
+            api: listener,
+            metrics,
+        };
+        serve_on(&db, listeners, ingest_limits, auth, shutdown_signal()).await
     }
     .await;
     db.close().await;
@@ -41,10 +49,24 @@ pub async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
     Ok(listener)
 }
 
+async fn bind_metrics(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(address).await.with_context(|| {
+        format!("could not listen on {address} for /metrics; choose another with --metrics-listen")
+    })?;
+    tracing::info!("metrics at http://{}/metrics", listener.local_addr()?);
+    Ok(listener)
+}
+
+/// Where to serve: the API, and `/metrics` on a listener of its own or (`None`) with the API.
+pub struct Listeners {
+    pub api: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
+
 /// Serves until `shutdown`, keeping the coming days' partitions ready meanwhile.
 pub async fn serve_on(
     db: &Database,
-    listener: TcpListener,
+    listeners: Listeners,
     ingest_limits: Limits,
     auth: AuthSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -72,8 +94,22 @@ pub async fn serve_on(
     if let Some(webhook) = webhook {
         state = state.with_stack_webhook(webhook);
     }
-    let router = http::router(state);
-    let served = http::serve(listener, router, shutdown).await;
+    let (router, metrics) = match listeners.metrics {
+        Some(listener) => {
+            let metrics = http::metrics_router(state.clone());
+            let serving = tokio::spawn(async move {
+                axum::serve(listener, metrics).await.map_err(|error| {
+                    tracing::error!(%error, "the /metrics listener failed");
+                })
+            });
+            (http::router_without_metrics(state), Some(serving))
+        }
+        None => (http::router(state), None),
+    };
+    let served = http::serve(listeners.api, router, shutdown).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     maintenance.abort();
     tracing::info!("fleetmon stopped serving");
     served.context("the HTTP server failed")

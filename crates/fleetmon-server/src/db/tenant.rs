@@ -67,8 +67,20 @@ impl TenantDb {
     }
 
     pub async fn begin(&self, context: TenantContext) -> Result<TenantTx, DbError> {
+        let started = std::time::Instant::now();
         let tx = self.pool.begin_with(context.begin_statement()).await?;
+        crate::instruments::db_begin(started.elapsed());
         Ok(TenantTx { tx })
+    }
+
+    /// How the pool's connections are used right now.
+    pub fn pool_use(&self) -> crate::instruments::PoolUse {
+        let idle = self.pool.num_idle() as u32;
+        crate::instruments::PoolUse {
+            in_use: self.pool.size().saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }
     }
 }
 

@@ -100,6 +100,11 @@ pub async fn ingest(
             Err(error) => return Err(error.into()),
         }
     };
+    crate::instruments::ingested(
+        stored.0.into(),
+        stored.1.into(),
+        decoded.rejected.len() as u64,
+    );
     Ok(Json(IngestResponse {
         accepted: stored.0,
         duplicates: stored.1,

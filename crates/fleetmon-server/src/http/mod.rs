@@ -6,10 +6,12 @@ mod error;
 pub(crate) mod fleet;
 mod health;
 mod ingest;
+mod jobs;
 mod json;
 mod oidc_signin;
 mod openapi;
 pub(crate) mod orgs;
+mod prometheus;
 pub(crate) mod signin;
 pub(crate) mod stack_signin;
 mod webhooks;
@@ -64,10 +66,25 @@ impl AppState {
     }
 }
 
-/// Every route, registered with its OpenAPI annotation (`routes!`), so the document served at
-/// `/api/v1/openapi.json` lists exactly what the router serves.
+/// Everything fleetmon serves, `/metrics` included.
 pub fn router(state: AppState) -> Router {
-    let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    routes(state, true)
+}
+
+/// Everything but `/metrics`, for when the metrics have a listener of their own.
+pub fn router_without_metrics(state: AppState) -> Router {
+    routes(state, false)
+}
+
+/// `/metrics` alone.
+pub fn metrics_router(state: AppState) -> Router {
+    prometheus::router().with_state(state)
+}
+
+/// Every API route, registered with its OpenAPI annotation (`routes!`), so the document served
+/// at `/api/v1/openapi.json` lists exactly what the router serves.
+fn routes(state: AppState, with_metrics: bool) -> Router {
+    let (mut router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(openapi::document))
@@ -96,18 +113,24 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(orgs::revoke_token))
         .routes(routes!(orgs::audit_log))
         .routes(routes!(fleet::machines))
-        .routes(routes!(fleet::machine))
+        .routes(routes!(fleet::machine, fleet::remove_machine))
         .routes(routes!(fleet::workers))
         .routes(routes!(fleet::worker))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::show))
         .routes(routes!(orgs::settings, orgs::update_settings))
         .routes(routes!(webhooks::stack))
         .split_for_parts();
     openapi::finish(&mut document);
+    if with_metrics {
+        router = router.merge(prometheus::router());
+    }
     router
         .layer(Extension(std::sync::Arc::new(document)))
         // The dashboard's pages are not API, so they are not in the document.
         .merge(crate::web::router())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(prometheus::track))
         // Spans name the path only: query strings can carry one-time codes and OAuth state.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
@@ -146,7 +169,7 @@ mod tests {
     #[test]
     fn every_route_is_registered_with_its_openapi_annotation() {
         let router = include_str!("mod.rs")
-            .split("pub fn router(")
+            .split("fn routes(")
             .nth(1)
             .and_then(|rest| rest.split("async fn not_found").next())
             .expect("router() is in mod.rs");

@@ -238,6 +238,44 @@ async fn two_migrate_commands_at_once_both_succeed() {
     );
 }
 
+/// Neon and Cloud SQL take TLS only: `sslmode=require` must work, and really encrypt. The
+/// embedded server listens on a Unix socket only, so this runs against the external server (CI's
+/// second run), and only when that server offers TLS.
+#[tokio::test]
+async fn migrate_over_tls_when_the_url_asks_for_it() {
+    use sqlx::Connection;
+
+    if crate::harness::cluster().is_embedded() {
+        eprintln!("skipped: the embedded server has no TCP listener, so no TLS");
+        return;
+    }
+    let name = TestDb::create_empty().await;
+    let url = url_for(&name);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}sslmode=require");
+    let mut probe = match sqlx::PgConnection::connect(&url).await {
+        Ok(probe) => probe,
+        Err(error) if error.to_string().contains("server does not support TLS") => {
+            eprintln!("skipped: the external server does not offer TLS");
+            return;
+        }
+        Err(error) => panic!("connect with sslmode=require: {error}"),
+    };
+    let encrypted: bool = fleetmon_server::db::sql::query_scalar(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .fetch_one(&mut probe)
+    .await
+    .unwrap();
+    assert!(encrypted, "sslmode=require gave an unencrypted connection");
+    let output = run(fleetmon().arg("migrate").env("DATABASE_URL", &url));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        crate::harness::applied_migrations(&name).await,
+        MIGRATIONS.len() as i64
+    );
+}
+
 /// A `fleetmon serve` on the embedded default, with its log lines streamed to a channel.
 struct Served {
     child: Child,

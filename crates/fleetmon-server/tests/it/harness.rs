@@ -130,6 +130,11 @@ impl Cluster {
             .expect("connect as the test owner")
     }
 
+    /// Whether this is the embedded server (Unix socket only) rather than an external one.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
     /// The socket directory (embedded) or host, and the port, of the server.
     pub fn server_address(&self) -> (String, u16) {
         match &self.embedded {

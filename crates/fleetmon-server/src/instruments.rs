@@ -1,0 +1,151 @@
+//! fleetmon's own Prometheus metrics: what an SRE on call looks at first.
+//!
+//! One registry per process (like Prometheus clients' default registry), so any layer can count
+//! what it does without threading a handle through every call. Labels never carry tenant data:
+//! routes are templates (`/api/v1/orgs/{org}/jobs`), not paths.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// From 1 ms to about 16 s: API answers, database transactions.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+struct Instruments {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    request_seconds: HistogramFamily,
+    ingest_events: Family<Labels, Counter>,
+    db_begin_seconds: Histogram,
+    db_connections: Family<Labels, Gauge>,
+    jwks_refreshes: Family<Labels, Counter>,
+}
+
+static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("fleetmon");
+    let requests = Family::<Labels, Counter>::default();
+    registry.register(
+        "http_requests",
+        "HTTP requests answered, by route template, method and status",
+        requests.clone(),
+    );
+    let request_seconds = HistogramFamily::new_with_constructor(latency_histogram);
+    registry.register(
+        "http_request_duration_seconds",
+        "Time to answer an HTTP request (to the response head; streams count until they start)",
+        request_seconds.clone(),
+    );
+    let ingest_events = Family::<Labels, Counter>::default();
+    registry.register(
+        "ingest_events",
+        "Events received on /api/v1/ingest, by outcome: accepted, duplicate or rejected",
+        ingest_events.clone(),
+    );
+    let db_begin_seconds = latency_histogram();
+    registry.register(
+        "db_begin_duration_seconds",
+        "Time to get a pooled connection and open a tenant transaction (pool wait plus one round trip)",
+        db_begin_seconds.clone(),
+    );
+    let db_connections = Family::<Labels, Gauge>::default();
+    registry.register(
+        "db_pool_connections",
+        "Connections of the request pool, by state: in_use, idle, max",
+        db_connections.clone(),
+    );
+    let jwks_refreshes = Family::<Labels, Counter>::default();
+    registry.register(
+        "jwks_refreshes",
+        "Fetches of signing key sets (identity providers' and fleetmon's own), by outcome",
+        jwks_refreshes.clone(),
+    );
+    let build = Family::<Labels, Gauge>::default();
+    build
+        .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
+        .set(1);
+    registry.register("build_info", "The running fleetmon's version", build);
+    Instruments {
+        registry,
+        requests,
+        request_seconds,
+        ingest_events,
+        db_begin_seconds,
+        db_connections,
+        jwks_refreshes,
+    }
+});
+
+/// One answered request; `route` is the matched template, or `unmatched`.
+pub fn request(route: &str, method: &str, status: u16, took: Duration) {
+    let labels = vec![("route", route.to_string()), ("method", method.to_string())];
+    INSTRUMENTS
+        .request_seconds
+        .get_or_create(&labels)
+        .observe(took.as_secs_f64());
+    let mut labels = labels;
+    labels.push(("status", status.to_string()));
+    INSTRUMENTS.requests.get_or_create(&labels).inc();
+}
+
+/// What one ingest request did with its events.
+pub fn ingested(accepted: u64, duplicates: u64, rejected: u64) {
+    for (outcome, count) in [
+        ("accepted", accepted),
+        ("duplicate", duplicates),
+        ("rejected", rejected),
+    ] {
+        INSTRUMENTS
+            .ingest_events
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc_by(count);
+    }
+}
+
+/// How long opening a tenant transaction took.
+pub fn db_begin(took: Duration) {
+    INSTRUMENTS.db_begin_seconds.observe(took.as_secs_f64());
+}
+
+/// One key-set fetch (an identity provider's JWKS, or fleetmon's own keys from the database).
+pub fn jwks_refresh(succeeded: bool) {
+    let outcome = if succeeded { "ok" } else { "failed" };
+    INSTRUMENTS
+        .jwks_refreshes
+        .get_or_create(&vec![("outcome", outcome.to_string())])
+        .inc();
+}
+
+/// The request pool as it is at scrape time.
+pub struct PoolUse {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// The text exposition of every metric, with the pool's current use.
+pub fn render(pool: PoolUse) -> String {
+    for (state, value) in [
+        ("in_use", pool.in_use),
+        ("idle", pool.idle),
+        ("max", pool.max),
+    ] {
+        INSTRUMENTS
+            .db_connections
+            .get_or_create(&vec![("state", state.to_string())])
+            .set(i64::from(value));
+    }
+    let mut text = String::new();
+    encode(&mut text, &INSTRUMENTS.registry).expect("writing to a String cannot fail");
+    text
+}
