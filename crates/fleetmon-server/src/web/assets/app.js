@@ -33,6 +33,15 @@
     form.setAttribute("aria-busy", on ? "true" : "false");
   }
 
+  // A submission starts: the form waits, its message box empties. Returns the box.
+  function begin(form) {
+    const box = document.getElementById(form.dataset.messages);
+    box.textContent = "";
+    box.className = "notice error";
+    busy(form, true);
+    return box;
+  }
+
   async function postJson(url, body, csrf) {
     const headers = { "Content-Type": "application/json", Accept: "application/json" };
     if (csrf) headers["X-CSRF-Token"] = cookie("fm_csrf");
@@ -54,10 +63,7 @@
   for (const form of document.querySelectorAll("form[data-sign-in]")) {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const box = document.getElementById(form.dataset.messages);
-      box.textContent = "";
-      box.className = "notice error";
-      busy(form, true);
+      const box = begin(form);
       try {
         const response = await postJson(form.dataset.signIn, {
           email: form.elements.email.value,
@@ -89,10 +95,7 @@
     });
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const box = document.getElementById(form.dataset.messages);
-      box.textContent = "";
-      box.className = "notice error";
-      busy(form, true);
+      const box = begin(form);
       try {
         const response = await postJson("/api/v1/orgs", { slug: slug.value, name: name.value || slug.value }, true);
         if (response.status === 201) {
