@@ -137,7 +137,8 @@
         const fresh = page.querySelector("[data-live]");
         if (fresh) {
           live.replaceChildren(...Array.from(fresh.childNodes, (node) => document.importNode(node, true)));
-          if (stamp) stamp.textContent = "Updated " + new Date().toLocaleTimeString();
+          // The same words as the server's: "as of 14:02:07 UTC".
+          if (stamp) stamp.textContent = "as of " + new Date().toISOString().slice(11, 19) + " UTC";
         }
       } catch (_) {
         // Offline for a moment: keep showing what we have and try again at the next tick.
