@@ -12,3 +12,4 @@ pub mod orgs;
 pub mod query;
 pub mod simulate;
 pub mod telemetry;
+pub mod web;

@@ -117,18 +117,25 @@ pub fn check_csrf(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> 
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
-    let cookie = cookies::get(headers, cookies::CSRF);
     let sent = headers
         .get(cookies::CSRF_HEADER)
         .and_then(|v| v.to_str().ok());
-    match (cookie, sent) {
-        (Some(cookie), Some(sent)) if !cookie.is_empty() && constant_time_eq(cookie, sent) => {
-            Ok(())
-        }
-        _ => Err(ApiError::Forbidden {
+    if csrf_matches(headers, sent) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden {
             code: "csrf_failed",
             message: "a request using the session cookie must send the X-CSRF-Token header".into(),
-        }),
+        })
+    }
+}
+
+/// Whether `sent` (from a header, or a form field of fleetmon's own pages) is the browser's CSRF
+/// cookie.
+pub(crate) fn csrf_matches(headers: &HeaderMap, sent: Option<&str>) -> bool {
+    match (cookies::get(headers, cookies::CSRF), sent) {
+        (Some(cookie), Some(sent)) => !cookie.is_empty() && constant_time_eq(cookie, sent),
+        _ => false,
     }
 }
 
@@ -152,21 +159,28 @@ impl FromRequestParts<AppState> for Principal {
             return user_of(state, &provider, &verified).await;
         }
         if let Some(token) = cookies::get(&parts.headers, cookies::ACCESS) {
-            let (provider, verified) = state.auth.providers.verify(token).await?;
-            if provider.kind != Kind::Local {
-                return Err(unauthorized(
-                    "unknown_issuer",
-                    "the session cookie was not issued by fleetmon",
-                ));
-            }
+            let principal = session_user(state, token).await?;
             check_csrf(&parts.method, &parts.headers)?;
-            return user_of(state, &provider, &verified).await;
+            return Ok(principal);
         }
         Err(unauthorized(
             "missing_token",
             "sign in, or send `Authorization: Bearer <token>` (a JWT or a read API token)",
         ))
     }
+}
+
+/// The user of the browser session whose access cookie holds `token` (fleetmon's own token,
+/// naming a live session). Checks no CSRF token: callers that change something must.
+pub(crate) async fn session_user(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let (provider, verified) = state.auth.providers.verify(token).await?;
+    if provider.kind != Kind::Local {
+        return Err(unauthorized(
+            "unknown_issuer",
+            "the session cookie was not issued by fleetmon",
+        ));
+    }
+    user_of(state, &provider, &verified).await
 }
 
 async fn read_token(state: &AppState, org_id: Uuid, token: &str) -> Result<Principal, ApiError> {

@@ -75,8 +75,9 @@ pub(super) async fn open_read(
     Ok((access, tx))
 }
 
-/// [`open_read`], and the org's settings (liveness depends on them).
-pub(super) async fn open(
+/// [`open_read`], and the org's liveness thresholds: what every read of the fleet starts with
+/// (the API's and the dashboard's).
+pub(crate) async fn open(
     state: &AppState,
     principal: Principal,
     slug: &str,

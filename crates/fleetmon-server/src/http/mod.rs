@@ -3,7 +3,7 @@
 pub mod auth;
 pub mod cookies;
 mod error;
-mod fleet;
+pub(crate) mod fleet;
 mod health;
 mod ingest;
 mod jobs;
@@ -11,18 +11,19 @@ mod json;
 mod metrics;
 mod oidc_signin;
 mod openapi;
-mod orgs;
+pub(crate) mod orgs;
 mod overview;
 mod params;
 mod prometheus;
-mod signin;
-mod stack_signin;
+pub(crate) mod signin;
+pub(crate) mod stack_signin;
 mod stream;
 mod webhooks;
 
 use std::future::{Future, IntoFuture};
 
 use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -146,6 +147,8 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
     }
     router
         .layer(Extension(std::sync::Arc::new(document)))
+        // The dashboard's pages are not API, so they are not in the document.
+        .merge(crate::web::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(prometheus::track))
         // Spans name the path only: query strings can carry one-time codes and OAuth state.
@@ -155,10 +158,15 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
+/// A browser gets the dashboard's 404 page; everything under `/api` and every API client, JSON.
+async fn not_found(headers: axum::http::HeaderMap, uri: axum::http::Uri) -> Response {
+    if !uri.path().starts_with("/api/") && crate::web::wants_html(&headers) {
+        return crate::web::not_found();
+    }
     ApiError::NotFound {
         message: format!("no such endpoint: {}", uri.path()),
     }
+    .into_response()
 }
 
 /// How long, once shutdown begins, open connections get to finish before they are dropped:

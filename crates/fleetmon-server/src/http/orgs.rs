@@ -163,20 +163,31 @@ pub async fn create(
     principal: Principal,
     JsonBody(body): JsonBody<NewOrg>,
 ) -> Result<(StatusCode, Json<OrgWithRole>), ApiError> {
+    let name = body.name.as_deref().unwrap_or(&body.slug);
+    let org = create_org(&state, principal, &body.slug, name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(OrgWithRole {
+            org,
+            role: Some(Role::Owner),
+        }),
+    ))
+}
+
+/// Creates an org with the signed-in user as its owner, and records it in its audit log.
+pub(crate) async fn create_org(
+    state: &AppState,
+    principal: Principal,
+    slug: &str,
+    name: &str,
+) -> Result<Org, ApiError> {
     let user_id = principal.require_user()?;
     let id = Uuid::new_v4();
     let mut tx = state
         .db
         .begin(TenantContext::org(id).with_user(user_id))
         .await?;
-    let org = orgs::create(
-        tx.conn(),
-        id,
-        &body.slug,
-        body.name.as_deref().unwrap_or(&body.slug),
-        Some(user_id),
-    )
-    .await?;
+    let org = orgs::create(tx.conn(), id, slug, name, Some(user_id)).await?;
     audit::record(
         tx.conn(),
         id,
@@ -187,13 +198,7 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(OrgWithRole {
-            org,
-            role: Some(Role::Owner),
-        }),
-    ))
+    Ok(org)
 }
 
 /// One org and the caller's role in it.

@@ -27,14 +27,23 @@ use crate::db::TenantContext;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordSignIn {
-    pub(super) email: String,
-    pub(super) password: String,
+    pub(crate) email: String,
+    pub(crate) password: String,
 }
 
 fn too_many(seconds: u64) -> ApiError {
     ApiError::TooManyRequests {
         retry_after: seconds,
         message: format!("too many failed sign-ins; try again in {seconds} s"),
+    }
+}
+
+/// Whether the request's `Origin` is fleetmon's own; `absent` is what a request without one
+/// counts as.
+pub(crate) fn from_our_origin(state: &AppState, headers: &HeaderMap, absent: bool) -> bool {
+    match headers.get(header::ORIGIN).map(|v| v.to_str()) {
+        None => absent,
+        Some(origin) => origin.is_ok_and(|origin| origin == state.auth.settings.public_url),
     }
 }
 
@@ -45,11 +54,7 @@ pub(super) fn check_sign_in_origin(state: &AppState, headers: &HeaderMap) -> Res
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let origin_ok = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|origin| origin == state.auth.settings.public_url);
-    if json && origin_ok {
+    if json && from_our_origin(state, headers, true) {
         Ok(())
     } else {
         Err(ApiError::Forbidden {
@@ -81,13 +86,24 @@ pub async fn local_sign_in(
     JsonBody(body): JsonBody<PasswordSignIn>,
 ) -> Result<Response, ApiError> {
     check_sign_in_origin(&state, &headers)?;
+    local_password_sign_in(&state, addr, &headers, &body).await
+}
+
+/// A built-in account's sign-in, once the request is known to come from fleetmon's own page
+/// (the JSON endpoint above, or the dashboard's form).
+pub(crate) async fn local_password_sign_in(
+    state: &AppState,
+    addr: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: &PasswordSignIn,
+) -> Result<Response, ApiError> {
     if !state.auth.settings.local {
         return Err(ApiError::NotFound {
             message: "built-in accounts are turned off here".into(),
         });
     }
     let attempt = Attempt::new(&body.email, addr);
-    reserve_attempt(&state, &attempt).await?;
+    reserve_attempt(state, &attempt).await?;
     let mut tx = state.db.begin(TenantContext::none()).await?;
     let user = local::check_password(tx.conn(), &body.email, &body.password).await?;
     tx.commit().await?;
@@ -96,12 +112,12 @@ pub async fn local_sign_in(
     } else {
         Outcome::Failed
     };
-    settle_attempt(&state, &attempt, outcome).await?;
+    settle_attempt(state, &attempt, outcome).await?;
     let user_id =
         user.ok_or_else(|| unauthorized("invalid_credentials", "wrong email or password"))?;
     // fleetmon's operators create built-in accounts, so fleetmon vouches for their email.
     crate::auth::teams::accept_invitations(&state.db, user_id).await?;
-    start_session(&state, user_id, "local", &headers, addr, None).await
+    start_session(state, user_id, "local", headers, addr, None).await
 }
 
 /// The user a provider's freshly issued token stands for, with the org its team claim names.
@@ -248,7 +264,8 @@ pub(super) async fn start_session(
     Ok(response)
 }
 
-fn clear_cookies(response: &mut Response, secure: bool) {
+/// Deletes the session's cookies in the browser.
+pub(crate) fn clear_cookies(response: &mut Response, secure: bool) {
     let set = response.headers_mut();
     for (name, path) in [
         (cookies::ACCESS, "/"),
@@ -263,6 +280,56 @@ fn clear_cookies(response: &mut Response, secure: bool) {
     }
 }
 
+/// What renewing the browser's session came to.
+pub(crate) enum Renewal {
+    /// A fresh access token for the session, as its cookie.
+    Renewed { user_id: Uuid, cookie: HeaderValue },
+    /// The browser sent no refresh secret.
+    NoSession,
+    /// The session was revoked or expired (or Stack ended it); its cookies should go.
+    Ended,
+}
+
+/// A new access token for the live session whose refresh secret `headers` carry (for Stack
+/// sessions, only while Stack itself still refreshes the user's session).
+pub(crate) async fn renew(state: &AppState, headers: &HeaderMap) -> Result<Renewal, ApiError> {
+    let Some(secret) = cookies::get(headers, cookies::REFRESH) else {
+        return Ok(Renewal::NoSession);
+    };
+    let mut tx = state.db.begin(TenantContext::none()).await?;
+    let session = sessions::refresh(tx.conn(), secret).await?;
+    tx.commit().await?;
+    let Some(session) = session else {
+        return Ok(Renewal::Ended);
+    };
+    if session.provider == "stack" {
+        // The session lives only as long as Stack keeps refreshing it.
+        let client = stack_client(state)?;
+        let stack_refresh = cookies::get(headers, cookies::STACK_REFRESH).unwrap_or_default();
+        let refreshed = match client.refresh(stack_refresh).await {
+            Ok(token) => Some(signed_in_user(state, &token).await?),
+            Err(StackError::SessionEnded) => None,
+            Err(error) => return Err(stack_failed(error)),
+        };
+        if refreshed != Some(session.user_id) {
+            let mut tx = state.db.begin(TenantContext::none()).await?;
+            sessions::revoke(tx.conn(), session.id).await?;
+            tx.commit().await?;
+            return Ok(Renewal::Ended);
+        }
+    }
+    let mut tx = state
+        .db
+        .begin(TenantContext::none().with_user(session.user_id))
+        .await?;
+    let key = signing::active(tx.conn()).await?;
+    tx.commit().await?;
+    Ok(Renewal::Renewed {
+        user_id: session.user_id,
+        cookie: access_cookie(state, &key, session.user_id, session.id),
+    })
+}
+
 /// A new access token for a live session (and, for Stack sessions, only while Stack itself still
 /// refreshes the user's session).
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", security(("session" = [])),
@@ -274,52 +341,25 @@ pub async fn refresh(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_csrf(&method, &headers)?;
-    let secret = cookies::get(&headers, cookies::REFRESH)
-        .ok_or_else(|| unauthorized("session_ended", "no session; sign in"))?;
-    let mut tx = state.db.begin(TenantContext::none()).await?;
-    let session = sessions::refresh(tx.conn(), secret).await?;
-    tx.commit().await?;
-    let ended = || {
-        let mut response =
-            unauthorized("session_ended", "the session has ended; sign in again").into_response();
-        clear_cookies(&mut response, state.auth.settings.secure_cookies());
-        response
-    };
-    let Some(session) = session else {
-        return Ok(ended());
-    };
-    if session.provider == "stack" {
-        // The session lives only as long as Stack keeps refreshing it.
-        let client = stack_client(&state)?;
-        let stack_refresh = cookies::get(&headers, cookies::STACK_REFRESH).unwrap_or_default();
-        let refreshed = match client.refresh(stack_refresh).await {
-            Ok(token) => Some(signed_in_user(&state, &token).await?),
-            Err(StackError::SessionEnded) => None,
-            Err(error) => return Err(stack_failed(error)),
-        };
-        if refreshed != Some(session.user_id) {
-            let mut tx = state.db.begin(TenantContext::none()).await?;
-            sessions::revoke(tx.conn(), session.id).await?;
-            tx.commit().await?;
-            return Ok(ended());
+    match renew(&state, &headers).await? {
+        Renewal::Renewed { user_id, cookie } => {
+            let mut response = Json(SignedIn {
+                user_id,
+                provider: None,
+            })
+            .into_response();
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            Ok(response)
+        }
+        Renewal::NoSession => Err(unauthorized("session_ended", "no session; sign in")),
+        Renewal::Ended => {
+            let mut response =
+                unauthorized("session_ended", "the session has ended; sign in again")
+                    .into_response();
+            clear_cookies(&mut response, state.auth.settings.secure_cookies());
+            Ok(response)
         }
     }
-    let mut tx = state
-        .db
-        .begin(TenantContext::none().with_user(session.user_id))
-        .await?;
-    let key = signing::active(tx.conn()).await?;
-    tx.commit().await?;
-    let mut response = Json(SignedIn {
-        user_id: session.user_id,
-        provider: None,
-    })
-    .into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        access_cookie(&state, &key, session.user_id, session.id),
-    );
-    Ok(response)
 }
 
 /// Revokes the session at once, for every token it issued, and clears the cookies.
@@ -331,36 +371,44 @@ pub async fn sign_out(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_csrf(&method, &headers)?;
-    if let Some(secret) = cookies::get(&headers, cookies::REFRESH) {
-        let mut tx = state.db.begin(TenantContext::none()).await?;
-        let session = sessions::revoke_by_secret(tx.conn(), secret).await?;
-        tx.commit().await?;
-        let stack_refresh = cookies::get(&headers, cookies::STACK_REFRESH);
-        if let (Some(session), Some(client), Some(token)) =
-            (session, state.auth.stack.as_ref(), stack_refresh)
-        {
-            if session.provider == "stack" {
-                // Ending Stack's session too is a courtesy: ours is already revoked.
-                if let Err(error) = client.sign_out(token).await {
-                    tracing::warn!(%error, "could not end the Stack Auth session at sign-out");
-                }
-            }
-        }
-    }
+    end_session(&state, &headers).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     clear_cookies(&mut response, state.auth.settings.secure_cookies());
     Ok(response)
 }
 
+/// Revokes the session whose refresh secret `headers` carry, if any (and Stack's, for a Stack
+/// session). The caller has checked that the request is the user's own.
+pub(crate) async fn end_session(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(secret) = cookies::get(headers, cookies::REFRESH) else {
+        return Ok(());
+    };
+    let mut tx = state.db.begin(TenantContext::none()).await?;
+    let session = sessions::revoke_by_secret(tx.conn(), secret).await?;
+    tx.commit().await?;
+    let stack_refresh = cookies::get(headers, cookies::STACK_REFRESH);
+    if let (Some(session), Some(client), Some(token)) =
+        (session, state.auth.stack.as_ref(), stack_refresh)
+    {
+        if session.provider == "stack" {
+            // Ending Stack's session too is a courtesy: ours is already revoked.
+            if let Err(error) = client.sign_out(token).await {
+                tracing::warn!(%error, "could not end the Stack Auth session at sign-out");
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ProviderInfo {
-    name: String,
+    pub(crate) name: String,
     /// `local`, `stack` or `oidc`.
-    kind: &'static str,
-    display_name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) display_name: String,
     /// Whether the sign-in page can send a browser there (OIDC issuers without a client id only
     /// verify bearer tokens).
-    browser_sign_in: bool,
+    pub(crate) browser_sign_in: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -371,6 +419,13 @@ pub struct ProviderList {
 /// What the sign-in page offers.
 #[utoipa::path(get, path = "/auth/providers", tag = "auth", responses((status = 200, body = ProviderList)))]
 pub async fn providers(State(state): State<AppState>) -> Json<ProviderList> {
+    Json(ProviderList {
+        providers: sign_in_options(&state),
+    })
+}
+
+/// The ways to sign in here, by name.
+pub(crate) fn sign_in_options(state: &AppState) -> Vec<ProviderInfo> {
     let mut list: Vec<ProviderInfo> = state
         .auth
         .providers
@@ -394,7 +449,7 @@ pub async fn providers(State(state): State<AppState>) -> Json<ProviderList> {
         })
         .collect();
     list.sort_by(|a, b| a.name.cmp(&b.name));
-    Json(ProviderList { providers: list })
+    list
 }
 
 /// The public keys of fleetmon's own tokens (a JWK Set).
@@ -421,7 +476,7 @@ pub struct StartQuery {
 }
 
 /// Only same-site paths: never an open redirect.
-fn safe_return_to(path: Option<&str>) -> String {
+pub(crate) fn safe_return_to(path: Option<&str>) -> String {
     match path {
         // Visible ASCII only: browsers drop tabs and newlines from a Location, which would turn
         // "/\t/evil.example" into "//evil.example".

@@ -101,15 +101,26 @@ pub async fn password(
     JsonBody(body): JsonBody<PasswordSignIn>,
 ) -> Result<Response, ApiError> {
     check_sign_in_origin(&state, &headers)?;
-    let client = stack_client(&state)?;
+    stack_password_sign_in(&state, addr, &headers, &body).await
+}
+
+/// A Stack Auth password sign-in, once the request is known to come from fleetmon's own page
+/// (the JSON endpoint above, or the dashboard's form).
+pub(crate) async fn stack_password_sign_in(
+    state: &AppState,
+    addr: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: &PasswordSignIn,
+) -> Result<Response, ApiError> {
+    let client = stack_client(state)?;
     let attempt = Attempt::new(&body.email, addr);
     let session = throttled(
-        &state,
+        state,
         &attempt,
         client.sign_in_password(body.email.trim(), &body.password),
     )
     .await?;
-    open_session(&state, session, &headers, addr).await
+    open_session(state, session, headers, addr).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -1,8 +1,10 @@
 //! Integration tests of fleetmon-server: against a real PostgreSQL (see `harness`) and, for
 //! OpenID Connect, a real provider (see `oidc_provider`).
 
+mod browser;
 mod catalog;
 mod cli;
+mod dashboard;
 mod embedded;
 mod fixtures;
 mod fleet_api;

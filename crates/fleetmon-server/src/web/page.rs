@@ -1,0 +1,349 @@
+//! What every page shares: the document shell, the security headers, the signed-in chrome (org
+//! switcher, navigation, sign-out) and the error pages.
+
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use maud::{html, Markup, DOCTYPE};
+
+use super::assets::{CSS, ICON, JS};
+use super::visitor::Visitor;
+use crate::http::auth::csrf_matches;
+use crate::http::signin::from_our_origin;
+use crate::http::{ApiError, AppState};
+use crate::orgs::{Org, Role};
+
+/// Only fleetmon's own files; no inline script or style, no other site, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'";
+
+/// An HTML response with the security headers every page carries. Pages hold an org's data:
+/// nothing may store them (`no-store` also keeps them out of the back button after sign-out).
+pub fn respond(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ),
+        (
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static("camera=(), microphone=(), geolocation=(), usb=()"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ] {
+        headers.insert(name, value);
+    }
+    response
+}
+
+/// The HTML document around a page's body.
+pub fn document(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · fleetmon" }
+                link rel="icon" type="image/svg+xml" href=(ICON.path);
+                link rel="stylesheet" href=(CSS.path);
+                script src=(JS.path) defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                (body)
+            }
+        }
+    }
+}
+
+fn brand() -> Markup {
+    html! {
+        a.brand href="/" {
+            img src=(ICON.path) alt="" width="26" height="26";
+            "fleetmon"
+        }
+    }
+}
+
+/// The part of an org a page shows, for the navigation's current item.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Overview,
+    Machines,
+    Settings,
+}
+
+/// The org a page belongs to, and what the visitor may do there.
+pub struct InOrg<'a> {
+    pub org: &'a Org,
+    pub role: Role,
+    pub section: Section,
+}
+
+/// A signed-in page: the top bar (org switcher, the org's navigation, who is signed in and
+/// sign-out) around `content`.
+pub fn app(visitor: &Visitor, in_org: Option<InOrg<'_>>, title: &str, content: Markup) -> Markup {
+    let current = in_org.as_ref().map(|o| o.org.slug.as_str());
+    let body = html! {
+        header.topbar {
+            (brand())
+            @if !visitor.orgs.is_empty() {
+                details.switcher {
+                    summary aria-label="Switch organization" {
+                        @match &in_org { Some(o) => (o.org.name), None => "Organizations" }
+                    }
+                    ul {
+                        @for org in &visitor.orgs {
+                            li {
+                                a href={ "/orgs/" (org.slug) }
+                                    aria-current=[(current == Some(org.slug.as_str())).then_some("true")] {
+                                    span { (org.name) }
+                                    span.muted { (org.role) }
+                                }
+                            }
+                        }
+                        li { a href="/orgs" { "All organizations" } }
+                    }
+                }
+            }
+            @if let Some(o) = &in_org {
+                nav aria-label="Organization" {
+                    ul {
+                        (nav_item(o, Section::Overview, "", "Overview"))
+                        (nav_item(o, Section::Machines, "/machines", "Machines"))
+                        @if o.role >= Role::Admin {
+                            (nav_item(o, Section::Settings, "/settings", "Settings"))
+                        }
+                    }
+                }
+            }
+            div.spacer {}
+            div.who {
+                span { (visitor.user.email.as_deref().unwrap_or("signed in")) }
+                form method="post" action="/auth/form/sign-out" {
+                    input type="hidden" name="csrf" value=(visitor.csrf);
+                    button.secondary type="submit" { "Sign out" }
+                }
+            }
+        }
+        main #main { (content) }
+    };
+    document(title, body)
+}
+
+fn nav_item(in_org: &InOrg<'_>, section: Section, path: &str, label: &str) -> Markup {
+    html! {
+        li {
+            a href={ "/orgs/" (in_org.org.slug) (path) }
+                aria-current=[(in_org.section == section).then_some("page")] { (label) }
+        }
+    }
+}
+
+/// A page outside the signed-in chrome (sign-in, errors).
+pub fn plain(title: &str, content: Markup) -> Markup {
+    document(
+        title,
+        html! {
+            header.topbar { (brand()) }
+            main #main .narrow { (content) }
+        },
+    )
+}
+
+/// The same page for a path that does not exist and for an org (or anything in it) the visitor
+/// may not see: it never tells one from the other.
+pub fn not_found() -> Response {
+    respond(
+        StatusCode::NOT_FOUND,
+        plain(
+            "Not found",
+            html! {
+                div.card {
+                    h1 { "Page not found" }
+                    p { "There is nothing here, or you do not have access to it." }
+                    p.actions { a.button href="/" { "Go to your organizations" } }
+                }
+            },
+        ),
+    )
+}
+
+/// Why a page could not be shown.
+#[derive(Debug)]
+pub enum PageError {
+    NotFound,
+    Failed(ApiError),
+}
+
+impl From<ApiError> for PageError {
+    fn from(error: ApiError) -> Self {
+        match error {
+            // A page the visitor's role does not reach is not there for them: admin URLs are
+            // 404s for viewers, as another org's are.
+            ApiError::NotFound { .. }
+            | ApiError::Forbidden {
+                code: "insufficient_role",
+                ..
+            } => Self::NotFound,
+            other => Self::Failed(other),
+        }
+    }
+}
+
+impl From<crate::db::DbError> for PageError {
+    fn from(error: crate::db::DbError) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::NotFound => not_found(),
+            Self::Failed(error) => error_page(&error),
+        }
+    }
+}
+
+fn error_page(error: &ApiError) -> Response {
+    let (status, _) = error.status_and_code();
+    if let ApiError::Internal(detail) = error {
+        tracing::error!(%detail, "page failed");
+    }
+    let (title, text) = match status {
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "fleetmon is busy",
+            "fleetmon cannot reach its database or identity provider right now. Reload in a moment.".to_string(),
+        ),
+        StatusCode::UNAUTHORIZED => (
+            "Sign in again",
+            "Your session has ended. Sign in again to continue.".to_string(),
+        ),
+        StatusCode::FORBIDDEN => (
+            "Not allowed",
+            "This form must be sent from fleetmon's own page. Go back, reload the page and try again."
+                .to_string(),
+        ),
+        StatusCode::BAD_GATEWAY => (
+            "The identity provider failed",
+            "The identity provider answered with an error. Try again shortly.".to_string(),
+        ),
+        s if s.is_client_error() => ("That did not work", error.to_string()),
+        _ => (
+            "Something went wrong",
+            "fleetmon could not show this page. The error has been logged; reload to try again."
+                .to_string(),
+        ),
+    };
+    let mut response = respond(
+        status,
+        plain(
+            title,
+            html! {
+                div.card {
+                    h1 { (title) }
+                    p { (text) }
+                    p.actions {
+                        @if status == StatusCode::UNAUTHORIZED {
+                            a.button href="/sign-in" { "Sign in" }
+                        } @else {
+                            a.button href="/" { "Go to your organizations" }
+                        }
+                    }
+                }
+            },
+        ),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// A form of fleetmon's own pages: sent from its own origin (browsers send `Origin` with every
+/// form POST) with the CSRF token the page put in it.
+pub fn form_is_ours(state: &AppState, headers: &HeaderMap, csrf: &str) -> bool {
+    from_our_origin(state, headers, false) && csrf_matches(headers, Some(csrf))
+}
+
+/// The refusal of a form that is not [`form_is_ours`].
+pub fn foreign_form() -> PageError {
+    PageError::Failed(ApiError::Forbidden {
+        code: "csrf_failed",
+        message: "this form was not sent from fleetmon's own page".into(),
+    })
+}
+
+/// A query value, percent-encoded (everything but unreserved characters).
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `<time>` saying how long ago `at` was, with the exact time on hover.
+pub fn ago(at: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
+    let seconds = (now - at).num_seconds().max(0);
+    let text = match seconds {
+        0..=4 => "just now".to_string(),
+        5..=119 => format!("{seconds} s ago"),
+        120..=7199 => format!("{} min ago", seconds / 60),
+        7200..=172_799 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} days ago", seconds / 86_400),
+    };
+    html! {
+        time datetime=(at.to_rfc3339()) title=(at.format("%Y-%m-%d %H:%M:%S UTC")) { (text) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            encode("/orgs/a b?x=1&y=ü"),
+            "%2Forgs%2Fa%20b%3Fx%3D1%26y%3D%C3%BC"
+        );
+        assert_eq!(encode("plain-text_1.2~"), "plain-text_1.2~");
+    }
+
+    #[test]
+    fn times_read_as_how_long_ago() {
+        let now = Utc::now();
+        let text = |seconds| ago(now - chrono::Duration::seconds(seconds), now).into_string();
+        assert!(text(2).contains(">just now<"));
+        assert!(text(42).contains(">42 s ago<"));
+        assert!(text(600).contains(">10 min ago<"));
+        assert!(text(3 * 3600).contains(">3 h ago<"));
+        assert!(text(3 * 86_400).contains(">3 days ago<"));
+    }
+}

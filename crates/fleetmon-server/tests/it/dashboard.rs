@@ -1,0 +1,845 @@
+//! The dashboard in a real headless Chromium (see `browser`): signing in and out, the org picker
+//! and switcher, the first-org empty state, the overview of a fleet ingested through the real
+//! ingest endpoint, what viewers see, and no console error or CSP violation on any page. Every
+//! page's screenshot goes to `target/screenshots/`. Over plain HTTP: the security headers, the
+//! cached assets, the first load's size, and the forms that work without JavaScript.
+
+use chrono::{Duration, Utc};
+use fleetmon_server::auth::tokens::{self, TokenKind};
+use fleetmon_server::db::sql::query;
+use fleetmon_server::db::{TenantContext, TenantDb};
+use fleetmon_server::orgs::Role;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::browser::Browser;
+use crate::harness::{self, TestDb};
+use crate::ingest_http::event;
+use crate::signin::{account, PASSWORD};
+
+/// A server whose public URL is its own address, as a browser's `Origin` must match it.
+struct Site {
+    base: String,
+    db: TestDb,
+}
+
+impl Site {
+    async fn start() -> Self {
+        let db = TestDb::new().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        harness::serve_app(
+            listener,
+            db.tenant(),
+            Default::default(),
+            fleetmon_server::auth::settings::AuthSettings::local_only(&base),
+        );
+        Self { base, db }
+    }
+
+    fn tenant(&self) -> TenantDb {
+        self.db.tenant()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An org named `name` with these members.
+    async fn org(&self, slug: &str, name: &str, members: &[(Uuid, Role)]) -> Uuid {
+        let id = Uuid::new_v4();
+        let tenant = self.tenant();
+        let mut tx = tenant.begin(TenantContext::org(id)).await.unwrap();
+        fleetmon_server::orgs::create(tx.conn(), id, slug, name, None)
+            .await
+            .unwrap();
+        for (user, role) in members {
+            query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(user)
+                .bind(role.as_str())
+                .execute(tx.conn())
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// Liveness thresholds wide enough that a slow test run cannot age a machine past them.
+    async fn wide_thresholds(&self, org: Uuid) {
+        let tenant = self.tenant();
+        let mut tx = tenant.begin(TenantContext::org(org)).await.unwrap();
+        query("UPDATE organizations SET settings = settings || '{\"stale_after_s\": 120, \"offline_after_s\": 1200}' WHERE id = $1")
+            .bind(org)
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    async fn ingest(&self, org: Uuid, events: &[Value]) {
+        let tenant = self.tenant();
+        let mut tx = tenant.begin(TenantContext::org(org)).await.unwrap();
+        let token = tokens::create(tx.conn(), org, TokenKind::Ingest, "agent", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let response = reqwest::Client::new()
+            .post(self.url("/api/v1/ingest"))
+            .bearer_auth(token.secret)
+            .json(&json!({ "events": events }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["accepted"], events.len(), "{body}");
+    }
+}
+
+fn email(login: &str) -> String {
+    format!(
+        "{login}-{}@example.com",
+        &Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Signs in on the sign-in page the browser is at.
+async fn sign_in_here(browser: &Browser, email: &str, password: &str) {
+    browser.fill("#local-email", email).await;
+    browser.fill("#local-password", password).await;
+    browser
+        .click("form[data-sign-in] button[type=submit]")
+        .await;
+}
+
+/// Opens `path`, is sent to sign in, signs in and waits to be back at `path`.
+async fn open_signed_in(browser: &Browser, site: &Site, email: &str, path: &str) {
+    browser.goto(&site.url(path)).await;
+    browser.find("#local-email").await;
+    sign_in_here(browser, email, PASSWORD).await;
+    browser.wait_for_path(path).await;
+}
+
+#[tokio::test]
+async fn signing_in_says_wrong_password_then_opens_the_empty_state_creates_an_org_and_signs_out() {
+    let site = Site::start().await;
+    let user = email("new");
+    account(&site.tenant(), &user).await;
+    let browser = Browser::laptop().await;
+
+    browser.goto(&site.url("/orgs")).await;
+    browser.wait_for_path("/sign-in?return_to=%2Forgs").await;
+    assert_eq!(browser.text("h1").await, "Sign in to fleetmon");
+    browser.assert_clean_console("the sign-in page", &[]).await;
+    browser.screenshot("sign-in").await;
+
+    sign_in_here(&browser, &user, "not the password").await;
+    browser
+        .wait_for_text("#sign-in-message", "Wrong email or password.")
+        .await;
+    assert_eq!(browser.path().await, "/sign-in?return_to=%2Forgs");
+    browser
+        .assert_clean_console("the sign-in page after a wrong password", &["401"])
+        .await;
+    browser.screenshot("sign-in-wrong-password").await;
+
+    browser.fill("#local-password", PASSWORD).await;
+    browser
+        .click("form[data-sign-in] button[type=submit]")
+        .await;
+    browser.wait_for_path("/orgs").await;
+    assert_eq!(browser.text("h1").await, "Welcome to fleetmon");
+    assert!(browser.text("main").await.contains(&user));
+    browser.assert_clean_console("the empty state", &[]).await;
+    browser.screenshot("empty-state").await;
+
+    // The script fills the short name from the name, and creates the org through the API.
+    browser.fill("#org-name", "Render Farm 2").await;
+    let slug = browser.find("#org-slug").await.prop("value").await.unwrap();
+    assert_eq!(slug.as_deref(), Some("render-farm-2"));
+    browser
+        .click("form[data-create-org] button[type=submit]")
+        .await;
+    browser.wait_for_path("/orgs/render-farm-2").await;
+    assert_eq!(browser.text("h1").await, "Render Farm 2");
+    let empty = browser.text(".empty").await;
+    assert!(empty.contains("No machines yet"), "{empty}");
+    assert!(
+        empty.contains("fleetmon token create --org render-farm-2 --kind ingest"),
+        "the owner is shown how to connect agents: {empty}"
+    );
+    assert!(empty.contains(&format!("{}/api/v1/ingest", site.base)));
+    browser
+        .assert_clean_console("the new org's overview", &[])
+        .await;
+    browser.screenshot("overview-empty").await;
+
+    browser.click(".who button[type=submit]").await;
+    browser.wait_for_path("/sign-in?signed_out=1").await;
+    assert_eq!(
+        browser.text("#sign-in-message").await,
+        "You have signed out."
+    );
+    // The session is gone: the org's page asks to sign in again.
+    browser.goto(&site.url("/orgs/render-farm-2")).await;
+    browser
+        .wait_for_path("/sign-in?return_to=%2Forgs%2Frender-farm-2")
+        .await;
+    browser.assert_clean_console("after sign-out", &[]).await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_renewed_and_an_ended_session_says_so() {
+    let site = Site::start().await;
+    let user = email("renew");
+    let user_id = account(&site.tenant(), &user).await;
+    site.org("alpha", "Alpha Fleet", &[(user_id, Role::Owner)])
+        .await;
+    let browser = Browser::laptop().await;
+    open_signed_in(&browser, &site, &user, "/orgs/alpha").await;
+
+    // The 5-minute access cookie gone: the page renews it from the session and opens.
+    browser.client.delete_cookie("fm_access").await.unwrap();
+    browser.goto(&site.url("/orgs/alpha/machines")).await;
+    browser.wait_for_path("/orgs/alpha/machines").await;
+    assert_eq!(browser.text("h1").await, "Machines");
+
+    // Revoked elsewhere (another tab's sign-out, an admin): the next page says the session ended.
+    query("UPDATE sessions SET revoked_at = now() WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&site.db.pool)
+        .await
+        .unwrap();
+    browser.goto(&site.url("/orgs/alpha")).await;
+    browser
+        .wait_for_path("/sign-in?ended=1&return_to=%2Forgs%2Falpha")
+        .await;
+    assert_eq!(
+        browser.text("#sign-in-message").await,
+        "Your session has ended. Sign in again to continue."
+    );
+    browser
+        .assert_clean_console("renewal and the ended session", &[])
+        .await;
+    browser.screenshot("session-ended").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn too_many_wrong_passwords_say_when_to_try_again() {
+    let site = Site::start().await;
+    let user = email("locked");
+    account(&site.tenant(), &user).await;
+    let mut api = crate::signin::Browser::new(&site.base);
+    for _ in 0..fleetmon_server::auth::throttle::ACCOUNT_LIMIT {
+        let wrong = api.sign_in(&user, "not the password").await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    let browser = Browser::laptop().await;
+    browser.goto(&site.url("/sign-in")).await;
+    sign_in_here(&browser, &user, PASSWORD).await;
+    browser
+        .wait_for_text(
+            "#sign-in-message",
+            "Too many failed sign-ins. Try again in 15 minutes.",
+        )
+        .await;
+    browser
+        .assert_clean_console("the throttled sign-in", &["429"])
+        .await;
+    browser.screenshot("sign-in-throttled").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_org_switcher_moves_between_two_orgs() {
+    let site = Site::start().await;
+    let user = email("two");
+    let user_id = account(&site.tenant(), &user).await;
+    site.org("north", "North Farm", &[(user_id, Role::Owner)])
+        .await;
+    site.org("south", "South Farm", &[(user_id, Role::Viewer)])
+        .await;
+    let browser = Browser::laptop().await;
+    open_signed_in(&browser, &site, &user, "/").await;
+    assert_eq!(browser.text("main h1").await, "Your organizations");
+    let listed: Vec<String> = {
+        let mut names = Vec::new();
+        for link in browser.all(".org-list a").await {
+            names.push(link.attr("href").await.unwrap().unwrap());
+        }
+        names
+    };
+    assert_eq!(listed, ["/orgs/north", "/orgs/south"]);
+    browser.assert_clean_console("the org picker", &[]).await;
+    browser.screenshot("org-picker").await;
+
+    browser.click(".org-list a[href='/orgs/north']").await;
+    browser.wait_for_path("/orgs/north").await;
+    assert_eq!(browser.text("main h1").await, "North Farm");
+    browser.click(".switcher summary").await;
+    let current = browser
+        .find(".switcher a[aria-current='true']")
+        .await
+        .attr("href")
+        .await
+        .unwrap();
+    assert_eq!(current.as_deref(), Some("/orgs/north"));
+    browser.screenshot("org-switcher").await;
+
+    browser.click(".switcher a[href='/orgs/south']").await;
+    browser.wait_for_path("/orgs/south").await;
+    assert_eq!(browser.text("main h1").await, "South Farm");
+    assert_eq!(browser.text(".switcher summary").await, "South Farm");
+    browser.assert_clean_console("switching orgs", &[]).await;
+    browser.close().await;
+}
+
+fn seconds_ago(seconds: i64, mut event: Value) -> Value {
+    event["at"] = json!((Utc::now() - Duration::seconds(seconds)).to_rfc3339());
+    event
+}
+
+/// gpu-01 online with two GPUs and two workers (one busy on job j-42), gpu-02 stale, gpu-03
+/// offline with one idle worker (with [`Site::wide_thresholds`]: stale after 120 s, offline
+/// after 1200 s).
+fn fleet_events() -> Vec<Value> {
+    let heartbeat = |machine: &str, gpus: Value| {
+        event(
+            "machine.heartbeat",
+            json!({
+                "machine_id": machine, "status": "ready",
+                "host": {"hostname": format!("{machine}.lan"), "os": "Ubuntu 24.04", "cpu_cores": 64, "ram_gb": 512, "ip": "10.0.0.7"},
+                "gpus": gpus,
+            }),
+        )
+    };
+    let a100 = |index: u32, utilization: u32, used_mb: u32| {
+        json!({"index": index, "name": "NVIDIA A100 80GB", "memory_total_mb": 81920,
+               "memory_used_mb": used_mb, "utilization_pct": utilization, "temperature_c": 64, "power_w": 310})
+    };
+    vec![
+        seconds_ago(
+            1,
+            heartbeat("gpu-01", json!([a100(0, 87, 61440), a100(1, 13, 8192)])),
+        ),
+        seconds_ago(600, heartbeat("gpu-02", json!([]))),
+        seconds_ago(3600, heartbeat("gpu-03", json!([]))),
+        seconds_ago(
+            1,
+            event(
+                "worker.heartbeat",
+                json!({"worker_id": "w-busy", "machine_id": "gpu-01", "status": "busy", "current_job_id": "j-42",
+                       "services": {"comfyui": "active", "upscale": "idle"}, "version": "1.4.2"}),
+            ),
+        ),
+        seconds_ago(
+            1,
+            event(
+                "worker.heartbeat",
+                json!({"worker_id": "w-idle", "machine_id": "gpu-01", "status": "idle"}),
+            ),
+        ),
+        seconds_ago(
+            3600,
+            event(
+                "worker.heartbeat",
+                json!({"worker_id": "w-gone", "machine_id": "gpu-03", "status": "idle"}),
+            ),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_current() {
+    let site = Site::start().await;
+    let user = email("ops");
+    let user_id = account(&site.tenant(), &user).await;
+    let org = site
+        .org("gpu-farm", "GPU Farm", &[(user_id, Role::Admin)])
+        .await;
+    site.wide_thresholds(org).await;
+    site.ingest(org, &fleet_events()).await;
+    let browser = Browser::laptop().await;
+    open_signed_in(&browser, &site, &user, "/orgs/gpu-farm").await;
+
+    let summary = browser.text(".summary").await;
+    for figure in [
+        "3 machines",
+        "1 online",
+        "1 stale",
+        "1 offline",
+        "3 workers",
+        "1 busy",
+        "2 GPUs",
+        // (87 + 13) / 2
+        "50% mean GPU utilisation",
+    ] {
+        assert!(summary.contains(figure), "{figure:?} in {summary:?}");
+    }
+    let online = browser.text("li[data-machine='gpu-01']").await;
+    for shown in [
+        "gpu-01.lan",
+        "online",
+        "Ubuntu 24.04",
+        "64 cores",
+        "512 GB",
+        "2 GPUs",
+        "GPU 0 · NVIDIA A100 80GB",
+        "87%",
+        "60.0 / 80.0 GB",
+        "GPU 1 · NVIDIA A100 80GB",
+        "13%",
+        "8.0 / 80.0 GB",
+        "64 °C",
+        "2 workers",
+        "w-busy",
+        "Job j-42",
+        "comfyui: active",
+        "upscale: idle",
+        "w-idle",
+    ] {
+        // Section titles are upper case on screen.
+        assert!(
+            online.to_lowercase().contains(&shown.to_lowercase()),
+            "{shown:?} in {online:?}"
+        );
+    }
+    let meter = browser
+        .find("li[data-machine='gpu-01'] .gpu meter")
+        .await
+        .attr("value")
+        .await
+        .unwrap();
+    assert_eq!(meter.as_deref(), Some("87"));
+    assert!(browser
+        .text("li[data-machine='gpu-02'] .badge")
+        .await
+        .contains("stale"));
+    let offline = browser.text("li[data-machine='gpu-03']").await;
+    assert!(offline.contains("offline") && offline.contains("w-gone"));
+    browser.assert_clean_console("the overview", &[]).await;
+    browser.screenshot("overview").await;
+
+    browser
+        .click(".filters a[href='/orgs/gpu-farm?liveness=offline']")
+        .await;
+    browser
+        .wait_for_path("/orgs/gpu-farm?liveness=offline")
+        .await;
+    let cards = browser.all("li.machine").await;
+    assert_eq!(cards.len(), 1);
+    assert_eq!(
+        cards[0].attr("data-machine").await.unwrap().as_deref(),
+        Some("gpu-03")
+    );
+
+    browser.goto(&site.url("/orgs/gpu-farm/machines")).await;
+    let rows = browser.all("tbody tr").await;
+    let mut ids = Vec::new();
+    for row in &rows {
+        ids.push(row.attr("data-machine").await.unwrap().unwrap());
+    }
+    assert_eq!(ids, ["gpu-01", "gpu-02", "gpu-03"]);
+    let first = rows[0].text().await.unwrap();
+    assert!(
+        first.contains("50%") && first.contains("68.0 / 160.0 GB") && first.contains("2 (1)"),
+        "{first}"
+    );
+    browser.assert_clean_console("the machine list", &[]).await;
+    browser.screenshot("machines").await;
+
+    // A machine ingested while the overview is open appears without a reload.
+    browser.goto(&site.url("/orgs/gpu-farm")).await;
+    browser.find("li[data-machine='gpu-01']").await;
+    browser
+        .client
+        .execute("window.fleetmonTestMarker = 1;", vec![])
+        .await
+        .unwrap();
+    site.ingest(
+        org,
+        &[event(
+            "machine.heartbeat",
+            json!({"machine_id": "gpu-04", "status": "starting"}),
+        )],
+    )
+    .await;
+    browser.find("li[data-machine='gpu-04']").await;
+    let marker = browser
+        .client
+        .execute("return window.fleetmonTestMarker;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(marker, json!(1), "the page was not reloaded");
+    browser.wait_for_text(".summary", "4 machines").await;
+    browser
+        .assert_clean_console("the overview's live region", &[])
+        .await;
+
+    // The wall screen: the same page on a 2560×1440 screen.
+    browser.client.set_window_size(2560, 1440).await.unwrap();
+    browser.screenshot("overview-wall").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_admin_controls_and_admin_urls_are_not_found() {
+    let site = Site::start().await;
+    let admin = email("admin");
+    let viewer = email("viewer");
+    let admin_id = account(&site.tenant(), &admin).await;
+    let viewer_id = account(&site.tenant(), &viewer).await;
+    site.org(
+        "farm",
+        "Farm",
+        &[(admin_id, Role::Admin), (viewer_id, Role::Viewer)],
+    )
+    .await;
+    site.org("secret", "Secret", &[(admin_id, Role::Owner)])
+        .await;
+
+    let browser = Browser::laptop().await;
+    open_signed_in(&browser, &site, &viewer, "/orgs/farm").await;
+    assert!(browser
+        .all("a[href='/orgs/farm/settings']")
+        .await
+        .is_empty());
+    let empty = browser.text(".empty").await;
+    assert!(
+        empty.contains("Ask an admin of this organization to connect its agents.")
+            && !empty.contains("token create"),
+        "{empty}"
+    );
+    browser
+        .assert_clean_console("the viewer's overview", &[])
+        .await;
+    for path in [
+        "/orgs/farm/settings",
+        "/orgs/secret",
+        "/orgs/no-such-org",
+        "/orgs/secret/machines",
+    ] {
+        browser.goto(&site.url(path)).await;
+        assert_eq!(browser.text("h1").await, "Page not found", "{path}");
+        browser.assert_clean_console(path, &["404"]).await;
+    }
+    browser.screenshot("not-found").await;
+    browser.close().await;
+
+    let browser = Browser::laptop().await;
+    open_signed_in(&browser, &site, &admin, "/orgs/farm").await;
+    browser.click("a[href='/orgs/farm/settings']").await;
+    browser.wait_for_path("/orgs/farm/settings").await;
+    let members = browser.text("main").await;
+    assert!(
+        members.contains(&viewer) && members.contains("viewer") && members.contains(&admin),
+        "{members}"
+    );
+    browser.assert_clean_console("the settings page", &[]).await;
+    browser.screenshot("settings").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_console_check_sees_a_csp_violation() {
+    let site = Site::start().await;
+    let browser = Browser::laptop().await;
+    browser.goto(&site.url("/sign-in")).await;
+    browser.find("h1").await;
+    browser.assert_clean_console("the sign-in page", &[]).await;
+    browser
+        .client
+        .execute(
+            "const s = document.createElement('script'); s.textContent = 'window.x = 1'; document.body.append(s);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let entries = browser.take_console().await;
+    assert!(
+        entries.iter().any(|e| e.is_csp_violation() && e.is_error()),
+        "an inline script is refused and reported: {entries:#?}"
+    );
+    let ran = browser
+        .client
+        .execute("return window.x === undefined;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(ran, json!(true), "the inline script did not run");
+    browser.close().await;
+}
+
+/// The `href`/`src` of every asset a page names.
+fn asset_paths(html: &str) -> Vec<String> {
+    let mut paths: Vec<String> = html
+        .split('"')
+        .filter(|part| part.starts_with("/assets/"))
+        .map(str::to_string)
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_assets_are_cached_by_content() {
+    let site = Site::start().await;
+    let http = reqwest::Client::new();
+    let page = http.get(site.url("/sign-in")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    assert_eq!(
+        headers["content-security-policy"],
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("<style") && !html.contains(" style="));
+    assert!(!html.contains("<script>"), "no inline script");
+
+    let assets = asset_paths(&html);
+    assert_eq!(assets.len(), 3, "{assets:?}");
+    let mut first_load = html.len();
+    for path in &assets {
+        let asset = http.get(site.url(path)).send().await.unwrap();
+        assert_eq!(asset.status(), 200, "{path}");
+        assert_eq!(
+            asset.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(asset.headers()["x-content-type-options"], "nosniff");
+        let kind = asset.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let expected = match path.rsplit('.').next() {
+            Some("css") => "text/css; charset=utf-8",
+            Some("js") => "text/javascript; charset=utf-8",
+            _ => "image/svg+xml",
+        };
+        assert_eq!(kind, expected, "{path}");
+        first_load += asset.bytes().await.unwrap().len();
+    }
+    // Well under the 150 KB budget, uncompressed.
+    assert!(first_load < 40 * 1024, "first load is {first_load} bytes");
+    println!("first load of /sign-in: {first_load} bytes");
+
+    let stale = http
+        .get(site.url("/assets/app.000000000000.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 404);
+
+    // A browser asking for a path nobody serves gets the page; the API keeps answering JSON.
+    let missing = http
+        .get(site.url("/no/such/page"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.headers().contains_key("content-security-policy"));
+    assert!(missing.text().await.unwrap().contains("Page not found"));
+    let api = http
+        .get(site.url("/api/v1/nothing"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 404);
+    let body: Value = api.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+/// A form post as a browser without JavaScript sends it.
+async fn post_form(
+    browser: &mut crate::signin::Browser,
+    path: &str,
+    origin: Option<&str>,
+    form: &impl serde::Serialize,
+) -> reqwest::Response {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookies = browser
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut request = client
+        .post(format!("{}{path}", browser.base))
+        .header("cookie", cookies)
+        .form(form);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let response = request.send().await.unwrap();
+    browser.keep_cookies(&response);
+    response
+}
+
+#[tokio::test]
+async fn the_forms_work_without_javascript_and_only_from_this_site() {
+    let site = Site::start().await;
+    let user = email("nojs");
+    account(&site.tenant(), &user).await;
+    let mut browser = crate::signin::Browser::new(&site.base);
+    let page = browser
+        .send(reqwest::Method::GET, "/sign-in", None, false)
+        .await;
+    assert_eq!(page.status(), 200);
+    let csrf = browser.cookies["fm_csrf"].clone();
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains(&format!("name=\"csrf\" value=\"{csrf}\"")));
+    let ours = Some(site.base.as_str());
+    let sign_in = |password: &str, csrf: &str| {
+        [
+            ("provider", "local".to_string()),
+            ("email", user.clone()),
+            ("password", password.to_string()),
+            ("csrf", csrf.to_string()),
+            ("return_to", "/orgs".to_string()),
+        ]
+    };
+
+    // Another site's form (or one with no Origin at all), or a forged token: refused.
+    for (origin, token) in [
+        (None, csrf.as_str()),
+        (Some("http://evil.example"), csrf.as_str()),
+        (ours, "forged"),
+    ] {
+        let form = sign_in(PASSWORD, token);
+        let refused = post_form(&mut browser, "/auth/form/sign-in", origin, &form).await;
+        assert_eq!(refused.status(), 403, "{origin:?}");
+        assert!(!browser.cookies.contains_key("fm_access"));
+        assert!(refused
+            .text()
+            .await
+            .unwrap()
+            .contains("This sign-in must come from fleetmon"));
+    }
+
+    let form = sign_in("not the password", &csrf);
+    let wrong = post_form(&mut browser, "/auth/form/sign-in", ours, &form).await;
+    assert_eq!(wrong.status(), 401);
+    let text = wrong.text().await.unwrap();
+    assert!(text.contains("Wrong email or password."));
+    assert!(
+        text.contains(&format!("value=\"{user}\"")),
+        "the email stays"
+    );
+
+    let form = sign_in(PASSWORD, &csrf);
+    let signed_in = post_form(&mut browser, "/auth/form/sign-in", ours, &form).await;
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "/orgs");
+    assert!(browser.cookies.contains_key("fm_access"));
+    let csrf = browser.cookies["fm_csrf"].clone();
+
+    // Creating an org by form, through the API's own creation.
+    let created = post_form(
+        &mut browser,
+        "/orgs",
+        ours,
+        &[
+            ("csrf", csrf.as_str()),
+            ("name", "No Script"),
+            ("slug", "no-script"),
+        ],
+    )
+    .await;
+    assert_eq!(created.status(), 303);
+    assert_eq!(created.headers()["location"], "/orgs/no-script");
+    let again = post_form(
+        &mut browser,
+        "/orgs",
+        ours,
+        &[
+            ("csrf", csrf.as_str()),
+            ("name", "Again"),
+            ("slug", "no-script"),
+        ],
+    )
+    .await;
+    assert_eq!(again.status(), 409);
+    assert!(again.text().await.unwrap().contains("already exists"));
+    let foreign = post_form(
+        &mut browser,
+        "/orgs",
+        Some("http://evil.example"),
+        &[("csrf", csrf.as_str()), ("name", "Evil"), ("slug", "evil")],
+    )
+    .await;
+    assert_eq!(foreign.status(), 403);
+    let orgs = browser
+        .send(reqwest::Method::GET, "/api/v1/orgs", None, false)
+        .await;
+    let orgs: Value = orgs.json().await.unwrap();
+    assert_eq!(orgs["orgs"].as_array().unwrap().len(), 1);
+    assert_eq!(orgs["orgs"][0]["slug"], "no-script");
+
+    // Sign-out by form revokes the session at once.
+    let access = browser.cookies["fm_access"].clone();
+    let foreign = post_form(
+        &mut browser,
+        "/auth/form/sign-out",
+        Some("http://evil.example"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(foreign.status(), 403);
+    let out = post_form(
+        &mut browser,
+        "/auth/form/sign-out",
+        ours,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(out.status(), 303);
+    assert_eq!(out.headers()["location"], "/sign-in?signed_out=1");
+    let after = crate::signin::bearer_get(site.url("/api/v1/me"), access).await;
+    assert_eq!(
+        crate::signin::error_code(after).await,
+        (StatusCode::UNAUTHORIZED, "session_ended".into())
+    );
+}
+
+#[tokio::test]
+async fn another_orgs_page_is_the_same_404_as_a_missing_one() {
+    let site = Site::start().await;
+    let user = email("member");
+    let user_id = account(&site.tenant(), &user).await;
+    let other = account(&site.tenant(), &email("other")).await;
+    site.org("mine", "Mine", &[(user_id, Role::Viewer)]).await;
+    site.org("theirs", "Theirs", &[(other, Role::Owner)]).await;
+    let mut browser = crate::signin::Browser::new(&site.base);
+    assert_eq!(browser.sign_in(&user, PASSWORD).await.status(), 200);
+    let mut bodies = Vec::new();
+    for path in [
+        "/orgs/theirs",
+        "/orgs/nobody-has-this",
+        "/orgs/mine/settings",
+    ] {
+        let response = browser.send(reqwest::Method::GET, path, None, false).await;
+        assert_eq!(response.status(), 404, "{path}");
+        bodies.push(response.text().await.unwrap());
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    assert_eq!(bodies[0], bodies[2]);
+    assert!(!bodies[0].contains("theirs") && !bodies[0].contains("Theirs"));
+}
