@@ -117,6 +117,18 @@ const MACHINE_SELECT: &str = concat!(
      FROM machines m WHERE m.org_id = $1"
 );
 
+/// The statement of [`machines`]: `$1` org id, `$2`/`$3` stale/offline thresholds in seconds,
+/// `$4` after, `$5` id, `$6` liveness, `$7` limit. Public for the query benchmark's `pgbench` run.
+pub fn machines_sql() -> String {
+    format!(
+        "SELECT * FROM ({MACHINE_SELECT}
+                          AND ($4::text IS NULL OR m.id > $4)
+                          AND ($5::text IS NULL OR m.id = $5)) listed
+         WHERE $6::text IS NULL OR liveness = $6
+         ORDER BY id LIMIT $7"
+    )
+}
+
 pub async fn machines(
     conn: &mut PgConnection,
     org_id: Uuid,
@@ -124,14 +136,7 @@ pub async fn machines(
     filter: &Filter,
 ) -> Result<Vec<Machine>, DbError> {
     let (stale, offline) = thresholds(settings);
-    let sql = format!(
-        "SELECT * FROM ({MACHINE_SELECT}
-                          AND ($4::text IS NULL OR m.id > $4)
-                          AND ($5::text IS NULL OR m.id = $5)) listed
-         WHERE $6::text IS NULL OR liveness = $6
-         ORDER BY id LIMIT $7"
-    );
-    Ok(query_as(&sql)
+    Ok(query_as(&machines_sql())
         .bind(org_id)
         .bind(stale)
         .bind(offline)

@@ -1,0 +1,367 @@
+//! The query path on a large history: p50/p99 latency and throughput of fleetmon's read
+//! endpoints, through its real router served in process on loopback and authenticated by a
+//! `read` API token, against `pgbench` running the same statements (as `fleetmon_app`, in a
+//! transaction that opens with the tenant context) from the same number of clients in the same
+//! run. The fixture is a generated history of `BENCH_SIZES` jobs with their events across
+//! several orgs, seeded once into databases of their own on an external PostgreSQL server and
+//! reused (`support/fixture.rs`); the cases read the largest org.
+//!
+//! `cargo bench -p fleetmon-server --bench query`, with
+//! - `BENCH_DATABASE_URL` — the server (default `postgres://postgres@127.0.0.1:5432/postgres`;
+//!   its user must be able to create databases, and `pgbench` must reach it the same way);
+//! - `BENCH_SIZES` — jobs per fixture, comma-separated (default `1000000,10000000`);
+//! - `BENCH_SEED` (default 2026), `BENCH_RESEED=1` to seed again even if the cache matches,
+//!   `BENCH_SEED_ONLY=1` to seed and stop;
+//! - `BENCH_CLIENTS` (default 4), `BENCH_SECONDS` per case and side (default 10),
+//!   `BENCH_WARMUP` seconds untimed before each (default 2), `BENCH_CASES` to run only the
+//!   cases whose names contain one of these comma-separated words.
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/fixture.rs"]
+mod fixture;
+#[path = "support/history.rs"]
+mod history;
+#[path = "support/latency.rs"]
+mod latency;
+#[path = "support/pgbench.rs"]
+mod pgbench;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetmon_server::auth::settings::AuthSettings;
+use fleetmon_server::auth::tokens::{self, TokenKind};
+use fleetmon_server::auth::Auth;
+use fleetmon_server::db::{TenantContext, TenantDb};
+use fleetmon_server::http::{self, AppState};
+use fleetmon_server::ingest::Limits;
+use fleetmon_server::orgs::settings::OrgSettings;
+use fleetmon_server::query::fleet;
+use sqlx::postgres::PgPoolOptions;
+
+use env::env_or;
+use fixture::{Fixture, Params};
+use latency::Figures;
+use pgbench::Statement;
+
+/// What a case is held to (the targets).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// Jobs list and job detail: p99 < 50 ms, ≥ 0.7 of pgbench, 10 M within 1.5× of 1 M.
+    Lookup,
+    /// 24 h job metrics: p99 < 250 ms.
+    Metrics,
+    /// No target of its own.
+    Other,
+}
+
+/// One request of a case: the HTTP path and the statements fleetmon runs for it.
+struct Variant {
+    path: String,
+    statements: Vec<Statement>,
+}
+
+struct Case {
+    name: String,
+    kind: Kind,
+    /// Clients cycle through these; pgbench picks among them at random.
+    variants: Vec<Variant>,
+}
+
+struct Settings {
+    clients: usize,
+    seconds: u64,
+    warmup: u64,
+}
+
+/// What a case is measured against: the in-process server and its fixture.
+struct Target {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Target {
+    async fn get(&self, path: &str) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("the in-process server answers");
+        let status = response.status();
+        let body = response.bytes().await.expect("the response body");
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+/// `clients` clients sending the case's requests in turn until `seconds` have passed.
+async fn run_http(target: &Arc<Target>, case: &Case, clients: usize, seconds: u64) -> Figures {
+    let paths: Arc<Vec<String>> = Arc::new(case.variants.iter().map(|v| v.path.clone()).collect());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let (target, paths) = (target.clone(), paths.clone());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut next = client;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                target.get(&paths[next % paths.len()]).await;
+                latencies.push(sent.elapsed());
+                next += 1;
+            }
+            latencies
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done.expect("a client task"));
+    }
+    let per_second = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    Figures::new(latencies, per_second)
+}
+
+/// The cases, for the fixture's largest org.
+async fn cases(db: &TenantDb, fixture: &Fixture) -> Vec<Case> {
+    let org = &fixture.orgs[0];
+    let slug = &org.slug;
+    let _ = db;
+    let settings = OrgSettings::default();
+    vec![Case {
+        name: "machines list (first page of 200)".into(),
+        kind: Kind::Other,
+        variants: vec![Variant {
+            path: format!("/api/v1/orgs/{slug}/machines?limit=200"),
+            statements: vec![Statement {
+                sql: fleet::machines_sql(),
+                params: vec![
+                    Some(org.id.to_string()),
+                    Some(settings.stale_after_s.to_string()),
+                    Some(settings.offline_after_s.to_string()),
+                    None,
+                    None,
+                    None,
+                    Some("200".into()),
+                ],
+            }],
+        }],
+    }]
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+struct Row {
+    case: String,
+    kind: Kind,
+    fleetmon: Figures,
+    pgbench: Figures,
+    load: String,
+}
+
+/// Serves fleetmon against `fixture`, runs every selected case both ways, prints the table.
+async fn bench(fixture: &Fixture, settings: &Settings, only: &[String]) -> Vec<Row> {
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.clients as u32 + 2)
+        .connect_with(fixture.options.clone())
+        .await
+        .unwrap();
+    let db = TenantDb::new(pool.clone());
+    let org = &fixture.orgs[0];
+    let mut tx = db.begin(TenantContext::org(org.id)).await.unwrap();
+    let token = tokens::create(tx.conn(), org.id, TokenKind::Read, "query bench", None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let auth = Auth::new(AuthSettings::local_only(&base), &db).unwrap();
+    let state = AppState::new(db.clone(), Limits::default(), auth);
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::router(state),
+        std::future::pending(),
+    ));
+    let target = Arc::new(Target {
+        base,
+        token: token.secret,
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+    });
+
+    let mut rows = Vec::new();
+    for case in cases(&db, fixture).await {
+        if !only.is_empty() && !only.iter().any(|w| case.name.contains(w.as_str())) {
+            continue;
+        }
+        eprintln!("  {}…", case.name);
+        let load = load_average();
+        run_http(&target, &case, settings.clients, settings.warmup).await;
+        let fleetmon = run_http(&target, &case, settings.clients, settings.seconds).await;
+        let variants: Vec<Vec<Statement>> =
+            case.variants.iter().map(|v| v.statements.clone()).collect();
+        let options = fixture.options.clone();
+        let (org_id, clients, warmup, seconds) =
+            (org.id, settings.clients, settings.warmup, settings.seconds);
+        let pgbench = tokio::task::spawn_blocking(move || {
+            pgbench::run(&options, org_id, &variants, clients, warmup, seconds)
+        })
+        .await
+        .unwrap();
+        rows.push(Row {
+            case: case.name,
+            kind: case.kind,
+            fleetmon,
+            pgbench,
+            load,
+        });
+    }
+    server.abort();
+    pool.close().await;
+    rows
+}
+
+fn print_table(fixture: &Fixture, settings: &Settings, rows: &[Row]) {
+    let org = &fixture.orgs[0];
+    println!();
+    println!(
+        "{}: {} jobs, {} events; org {} has {} jobs; {} clients, {} s per case and side",
+        fixture.database,
+        fixture.jobs,
+        fixture.events,
+        org.slug,
+        org.jobs,
+        settings.clients,
+        settings.seconds
+    );
+    println!(
+        "| case | fleetmon p50 ms | p99 ms | req/s | pgbench p50 ms | p99 ms | tx/s | ratio | load | verdict |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let (f, p) = (&row.fleetmon, &row.pgbench);
+        let ratio = f.per_second / p.per_second;
+        let verdict = match row.kind {
+            Kind::Lookup => {
+                let p99 = f.percentile_ms(99.0);
+                let ok = p99 < 50.0 && ratio >= 0.7;
+                format!(
+                    "{} (p99 < 50, ratio ≥ 0.7)",
+                    if ok { "met" } else { "MISSED" }
+                )
+            }
+            Kind::Metrics => {
+                let ok = f.percentile_ms(99.0) < 250.0;
+                format!("{} (p99 < 250)", if ok { "met" } else { "MISSED" })
+            }
+            Kind::Other => "-".into(),
+        };
+        println!(
+            "| {} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {ratio:.2} | {} | {verdict} |",
+            row.case,
+            f.percentile_ms(50.0),
+            f.percentile_ms(99.0),
+            f.per_second,
+            p.percentile_ms(50.0),
+            p.percentile_ms(99.0),
+            p.per_second,
+            row.load,
+        );
+    }
+}
+
+/// List and detail latency of the largest fixture against the smallest.
+fn print_scaling(small: (&Fixture, &[Row]), large: (&Fixture, &[Row])) {
+    println!();
+    println!(
+        "latency at {} jobs against {} jobs (target: list and detail within 1.5×)",
+        large.0.jobs, small.0.jobs
+    );
+    println!("| case | p50 × | p99 × | verdict |");
+    println!("|---|---|---|---|");
+    for row in large.1.iter().filter(|r| r.kind == Kind::Lookup) {
+        let Some(base) = small.1.iter().find(|r| r.case == row.case) else {
+            continue;
+        };
+        let p50 = row.fleetmon.percentile_ms(50.0) / base.fleetmon.percentile_ms(50.0);
+        let p99 = row.fleetmon.percentile_ms(99.0) / base.fleetmon.percentile_ms(99.0);
+        let ok = p50 <= 1.5 && p99 <= 1.5;
+        println!(
+            "| {} | {p50:.2} | {p99:.2} | {} |",
+            row.case,
+            if ok { "met" } else { "MISSED" }
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let url = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let server = fleetmon_server::db::parse_url(&url).expect("BENCH_DATABASE_URL");
+    let sizes: Vec<u64> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000000,10000000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("BENCH_SIZES: numbers of jobs"))
+        .collect();
+    let seed = env_or("BENCH_SEED", 2026) as u64;
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    let only: Vec<String> = std::env::var("BENCH_CASES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    let settings = Settings {
+        clients: env_or("BENCH_CLIENTS", 4).max(1),
+        seconds: env_or("BENCH_SECONDS", 10).max(1) as u64,
+        warmup: env_or("BENCH_WARMUP", 2) as u64,
+    };
+
+    let mut fixtures = Vec::new();
+    for jobs in sizes {
+        let fixture = fixture::ensure(&server, Params { jobs, seed }, flag("BENCH_RESEED")).await;
+        for org in &fixture.orgs {
+            eprintln!("  org {} ({}): {} jobs", org.slug, org.id, org.jobs);
+        }
+        fixtures.push(fixture);
+    }
+    if flag("BENCH_SEED_ONLY") {
+        return;
+    }
+    println!(
+        "query benchmark, {} UTC, load average {} at the start",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M"),
+        load_average()
+    );
+    let mut results = Vec::new();
+    for fixture in &fixtures {
+        eprintln!("{}:", fixture.database);
+        let rows = bench(fixture, &settings, &only).await;
+        print_table(fixture, &settings, &rows);
+        results.push(rows);
+    }
+    if fixtures.len() > 1 {
+        let (first, last) = (0, fixtures.len() - 1);
+        print_scaling(
+            (&fixtures[first], &results[first]),
+            (&fixtures[last], &results[last]),
+        );
+    }
+    println!("load average {} at the end", load_average());
+}
