@@ -14,7 +14,8 @@
 //!   `BENCH_SEED_ONLY=1` to seed and stop;
 //! - `BENCH_CLIENTS` (default 4), `BENCH_SECONDS` per case and side (default 10),
 //!   `BENCH_WARMUP` seconds untimed before each (default 2), `BENCH_CASES` to run only the
-//!   cases whose names contain one of these comma-separated words.
+//!   cases whose names contain one of these comma-separated words, `BENCH_EXPLAIN=1` to print
+//!   every case's plan (the plans of cases that miss a target are always printed).
 
 #[path = "support/env.rs"]
 mod env;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 use fleetmon_server::auth::settings::AuthSettings;
 use fleetmon_server::auth::tokens::{self, TokenKind};
 use fleetmon_server::auth::Auth;
+use fleetmon_server::db::sql::{query, query_scalar};
 use fleetmon_server::db::{TenantContext, TenantDb};
 use fleetmon_server::http::{self, AppState};
 use fleetmon_server::ingest::Limits;
@@ -70,6 +72,8 @@ struct Case {
 }
 
 struct Settings {
+    /// Print the plans of every case, not only of those that miss a target.
+    explain: bool,
     clients: usize,
     seconds: u64,
     warmup: u64,
@@ -169,6 +173,10 @@ fn load_average() -> String {
 struct Row {
     case: String,
     kind: Kind,
+    /// The statements of the case's first request, for `EXPLAIN`.
+    statements: Vec<Statement>,
+    /// Their plans, when printed.
+    plans: Vec<String>,
     fleetmon: Figures,
     pgbench: Figures,
     load: String,
@@ -224,6 +232,8 @@ async fn bench(fixture: &Fixture, settings: &Settings, only: &[String]) -> Vec<R
         .await
         .unwrap();
         rows.push(Row {
+            statements: case.variants[0].statements.clone(),
+            plans: Vec::new(),
             case: case.name,
             kind: case.kind,
             fleetmon,
@@ -231,9 +241,46 @@ async fn bench(fixture: &Fixture, settings: &Settings, only: &[String]) -> Vec<R
             load,
         });
     }
+    for row in &mut rows {
+        let missed = row.verdict().is_some_and(|(ok, _)| !ok);
+        if missed || settings.explain {
+            row.plans = explain(&db, org.id, &row.statements).await;
+        }
+    }
     server.abort();
     pool.close().await;
     rows
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of a case's statements, in a tenant transaction as requests run
+/// them (each run once before, so the figures are warm).
+async fn explain(db: &TenantDb, org_id: uuid::Uuid, statements: &[Statement]) -> Vec<String> {
+    let mut plans = Vec::new();
+    let mut tx = db.begin(TenantContext::org(org_id)).await.unwrap();
+    for statement in statements {
+        let sql = pgbench::with_literals(statement);
+        query(&sql).execute(tx.conn()).await.unwrap();
+        let plan: Vec<String> = query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"))
+            .fetch_all(tx.conn())
+            .await
+            .unwrap();
+        plans.push(format!("{sql}\n{}", plan.join("\n")));
+    }
+    tx.rollback().await.unwrap();
+    plans
+}
+
+impl Row {
+    /// Whether the case meets its targets, and what they are; `None` for cases without any.
+    fn verdict(&self) -> Option<(bool, &'static str)> {
+        let p99 = self.fleetmon.percentile_ms(99.0);
+        let ratio = self.fleetmon.per_second / self.pgbench.per_second;
+        match self.kind {
+            Kind::Lookup => Some((p99 < 50.0 && ratio >= 0.7, "p99 < 50, ratio ≥ 0.7")),
+            Kind::Metrics => Some((p99 < 250.0, "p99 < 250")),
+            Kind::Other => None,
+        }
+    }
 }
 
 fn print_table(fixture: &Fixture, settings: &Settings, rows: &[Row]) {
@@ -256,20 +303,9 @@ fn print_table(fixture: &Fixture, settings: &Settings, rows: &[Row]) {
     for row in rows {
         let (f, p) = (&row.fleetmon, &row.pgbench);
         let ratio = f.per_second / p.per_second;
-        let verdict = match row.kind {
-            Kind::Lookup => {
-                let p99 = f.percentile_ms(99.0);
-                let ok = p99 < 50.0 && ratio >= 0.7;
-                format!(
-                    "{} (p99 < 50, ratio ≥ 0.7)",
-                    if ok { "met" } else { "MISSED" }
-                )
-            }
-            Kind::Metrics => {
-                let ok = f.percentile_ms(99.0) < 250.0;
-                format!("{} (p99 < 250)", if ok { "met" } else { "MISSED" })
-            }
-            Kind::Other => "-".into(),
+        let verdict = match row.verdict() {
+            Some((ok, targets)) => format!("{} ({targets})", if ok { "met" } else { "MISSED" }),
+            None => "-".into(),
         };
         println!(
             "| {} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {ratio:.2} | {} | {verdict} |",
@@ -282,6 +318,11 @@ fn print_table(fixture: &Fixture, settings: &Settings, rows: &[Row]) {
             p.per_second,
             row.load,
         );
+    }
+    for row in rows.iter().filter(|r| !r.plans.is_empty()) {
+        for plan in &row.plans {
+            println!("\nEXPLAIN (ANALYZE, BUFFERS), {}, warm:\n{plan}", row.case);
+        }
     }
 }
 
@@ -328,6 +369,7 @@ async fn main() {
         .map(str::to_string)
         .collect();
     let settings = Settings {
+        explain: flag("BENCH_EXPLAIN"),
         clients: env_or("BENCH_CLIENTS", 4).max(1),
         seconds: env_or("BENCH_SECONDS", 10).max(1) as u64,
         warmup: env_or("BENCH_WARMUP", 2) as u64,

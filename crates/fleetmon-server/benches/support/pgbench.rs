@@ -64,6 +64,15 @@ fn write_script(
     (path, defines)
 }
 
+/// `statement` with its parameters written in as literals, for `EXPLAIN`: untyped literals,
+/// like pgbench's untyped parameters, so the planner sees the same values either way.
+pub fn with_literals(statement: &Statement) -> String {
+    substitute(&statement.sql, |index| match &statement.params[index - 1] {
+        None => "NULL".to_string(),
+        Some(value) => format!("'{}'", value.replace('\'', "''")),
+    })
+}
+
 /// `sql` with every `$n` replaced by `replace(n)`.
 fn substitute(sql: &str, mut replace: impl FnMut(usize) -> String) -> String {
     let mut out = String::with_capacity(sql.len());
