@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "stack_sync",
         sql: include_str!("../../../../migrations/0003_stack_sync.sql"),
     },
+    Migration {
+        version: 4,
+        name: "jobs_query",
+        sql: include_str!("../../../../migrations/0004_jobs_query.sql"),
+    },
 ];
 
 /// The schema version this build expects.

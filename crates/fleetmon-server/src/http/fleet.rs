@@ -1,15 +1,16 @@
 //! `GET /api/v1/orgs/{org}/machines…` and `…/workers…`: the fleet as it is now, with derived
-//! liveness, for viewers and read tokens.
+//! liveness, for viewers and read tokens; `DELETE …/machines/{id}` for admins.
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{OrgAccess, Principal};
 use super::{ApiError, AppState};
-use crate::orgs::{settings as org_settings, Role};
-use crate::query::fleet::{self, Filter};
+use crate::orgs::{audit, settings as org_settings, Role};
+use crate::query::fleet::{self, Filter, Removal};
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -139,4 +140,43 @@ pub async fn worker(
         message: format!("no worker {id:?}"),
     })?;
     Ok(Json(json!({ "worker": worker })))
+}
+
+/// `DELETE /api/v1/orgs/{org}/machines/{id}`: admins remove an offline machine and its workers'
+/// rows; what they did stays in the history.
+pub async fn remove_machine(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut tx = access.begin_write(&state, Role::Admin).await?;
+    let settings = org_settings::get(tx.conn(), access.org.id).await?;
+    let workers = match fleet::remove_machine(tx.conn(), access.org.id, &settings, &id).await? {
+        Removal::Removed { workers } => workers,
+        Removal::NotOffline { liveness } => {
+            return Err(ApiError::Conflict {
+                code: "machine_not_offline",
+                message: format!(
+                    "machine {id:?} is {liveness}; only an offline machine can be removed"
+                ),
+            })
+        }
+        Removal::NotFound => {
+            return Err(ApiError::NotFound {
+                message: format!("no machine {id:?}"),
+            })
+        }
+    };
+    audit::record(
+        tx.conn(),
+        access.org.id,
+        &principal.actor(),
+        "machine.removed",
+        Some(&format!("machine:{id}")),
+        json!({ "workers": workers }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -6,6 +6,7 @@ mod error;
 mod fleet;
 mod health;
 mod ingest;
+mod jobs;
 mod json;
 mod oidc_signin;
 mod orgs;
@@ -110,9 +111,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/orgs/{org}/tokens/{id}", delete(orgs::revoke_token))
         .route("/api/v1/orgs/{org}/audit", get(orgs::audit_log))
         .route("/api/v1/orgs/{org}/machines", get(fleet::machines))
-        .route("/api/v1/orgs/{org}/machines/{id}", get(fleet::machine))
+        .route(
+            "/api/v1/orgs/{org}/machines/{id}",
+            get(fleet::machine).delete(fleet::remove_machine),
+        )
         .route("/api/v1/orgs/{org}/workers", get(fleet::workers))
         .route("/api/v1/orgs/{org}/workers/{id}", get(fleet::worker))
+        .route("/api/v1/orgs/{org}/jobs", get(jobs::list))
+        .route("/api/v1/orgs/{org}/jobs/{id}", get(jobs::show))
         .route(
             "/api/v1/orgs/{org}/settings",
             get(orgs::settings).patch(orgs::update_settings),

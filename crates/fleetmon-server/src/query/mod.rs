@@ -1,4 +1,5 @@
-//! What users read: current fleet state (and, as they land, jobs, metrics and the live stream).
-//! Everything runs in the org's tenant transaction, so row-level security confines it.
+//! What users read: current fleet state and jobs (and, as they land, metrics and the live
+//! stream). Everything runs in the org's tenant transaction, so row-level security confines it.
 
 pub mod fleet;
+pub mod jobs;

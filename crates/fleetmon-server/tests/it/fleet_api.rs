@@ -15,7 +15,7 @@ fn at(seconds_ago: i64, mut event: Value) -> Value {
     event
 }
 
-async fn slug(app: &App) -> String {
+pub async fn slug(app: &App) -> String {
     let mut tx = app.tenant.begin(TenantContext::none()).await.unwrap();
     let slug = query_scalar("SELECT slug FROM organizations WHERE id = $1")
         .bind(app.org)
