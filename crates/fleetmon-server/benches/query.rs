@@ -31,21 +31,29 @@ mod pgbench;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::SecondsFormat;
 use fleetmon_server::auth::settings::AuthSettings;
 use fleetmon_server::auth::tokens::{self, TokenKind};
 use fleetmon_server::auth::Auth;
-use fleetmon_server::db::sql::{query, query_scalar};
+use fleetmon_server::db::sql::{query, query_as, query_scalar};
 use fleetmon_server::db::{TenantContext, TenantDb};
 use fleetmon_server::http::{self, AppState};
 use fleetmon_server::ingest::Limits;
+use fleetmon_server::orgs;
 use fleetmon_server::orgs::settings::OrgSettings;
 use fleetmon_server::query::fleet;
+use fleetmon_server::query::jobs::{self, JobFilter};
 use sqlx::postgres::PgPoolOptions;
 
 use env::env_or;
-use fixture::{Fixture, Params};
+use fixture::{Fixture, Params, SeededOrg};
+use history::{COMMON_WORD, RARE_WORD};
 use latency::Figures;
-use pgbench::Statement;
+use pgbench::{Statement, Transaction};
+use sha2::{Digest, Sha256};
+
+/// Jobs the detail case reads, spread over the history (pgbench takes at most 128 scripts).
+const DETAIL_JOBS: u32 = 64;
 
 /// What a case is held to (the issue's targets).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,31 +142,194 @@ async fn run_http(target: &Arc<Target>, case: &Case, clients: usize, seconds: u6
     Figures::new(latencies, per_second)
 }
 
+/// The text of a listing parameter as fleetmon binds it.
+fn text(param: &jobs::Param) -> String {
+    match param {
+        jobs::Param::Uuid(v) => v.to_string(),
+        jobs::Param::Text(v) => v.clone(),
+        jobs::Param::Time(v) => v.to_rfc3339_opts(SecondsFormat::Micros, true),
+        jobs::Param::Int(v) => v.to_string(),
+    }
+}
+
+/// A jobs-list case: `query` is the request's query string, `filter` what the handler makes of
+/// it (the default page size unless set).
+fn list_case(org: &SeededOrg, name: &str, query: &str, filter: JobFilter) -> Case {
+    let filter = JobFilter {
+        limit: if filter.limit == 0 {
+            jobs::DEFAULT_PAGE
+        } else {
+            filter.limit
+        },
+        ..filter
+    };
+    let statement = jobs::list_statement(org.id, &filter);
+    Case {
+        name: name.into(),
+        kind: Kind::Lookup,
+        variants: vec![Variant {
+            path: format!("/api/v1/orgs/{}/jobs{query}", org.slug),
+            statements: vec![Statement {
+                sql: statement.sql,
+                params: statement.params.iter().map(|p| Some(text(p))).collect(),
+            }],
+        }],
+    }
+}
+
+/// Jobs spread evenly over the history, newest last: for the detail case and a deep cursor.
+async fn sample_jobs(db: &TenantDb, fixture: &Fixture, count: u32) -> Vec<Sampled> {
+    let org = &fixture.orgs[0];
+    let span = chrono::Duration::days(i64::from(fixture::DAYS));
+    let starts = fixture.ends_at - span;
+    let mut tx = db.begin(TenantContext::org(org.id)).await.unwrap();
+    let mut sampled = Vec::new();
+    for k in 0..count {
+        let at = starts + span * (2 * k as i32 + 1) / (2 * count as i32);
+        let found: Sampled = query_as(
+            "SELECT id, created_at, worker_id, machine_id FROM jobs
+             WHERE org_id = $1 AND created_at >= $2 ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(org.id)
+        .bind(at)
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+        sampled.push(found);
+    }
+    tx.rollback().await.unwrap();
+    sampled
+}
+
+#[derive(sqlx::FromRow)]
+struct Sampled {
+    id: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    worker_id: Option<String>,
+    machine_id: Option<String>,
+}
+
+/// The statements `GET …/jobs/{id}` runs in its transaction: the org's settings, then
+/// `jobs::detail` (the job, its timeline, its worker and machine as they are now).
+fn detail_statements(org: &SeededOrg, job: &Sampled) -> Vec<Statement> {
+    let settings = OrgSettings::default();
+    let org_id = Some(org.id.to_string());
+    let (stale, offline) = (
+        Some(settings.stale_after_s.to_string()),
+        Some(settings.offline_after_s.to_string()),
+    );
+    let mut statements = vec![
+        Statement {
+            // `orgs::settings::get`.
+            sql: "SELECT settings FROM organizations WHERE id = $1".into(),
+            params: vec![org_id.clone()],
+        },
+        Statement {
+            sql: jobs::JOB_SQL.into(),
+            params: vec![org_id.clone(), Some(job.id.clone())],
+        },
+        Statement {
+            sql: jobs::TIMELINE_SQL.into(),
+            params: vec![
+                org_id.clone(),
+                Some(job.id.clone()),
+                Some(job.created_at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            ],
+        },
+    ];
+    if let Some(worker) = &job.worker_id {
+        statements.push(Statement {
+            sql: fleet::workers_sql(),
+            params: vec![
+                org_id.clone(),
+                stale.clone(),
+                offline.clone(),
+                None,
+                Some(worker.clone()),
+                None,
+                None,
+                None,
+                Some("1".into()),
+            ],
+        });
+    }
+    if let Some(machine) = &job.machine_id {
+        statements.push(Statement {
+            sql: fleet::machines_sql(),
+            params: vec![
+                org_id,
+                stale,
+                offline,
+                None,
+                Some(machine.clone()),
+                None,
+                Some("1".into()),
+            ],
+        });
+    }
+    statements
+}
+
 /// The cases, for the fixture's largest org.
 async fn cases(db: &TenantDb, fixture: &Fixture) -> Vec<Case> {
     let org = &fixture.orgs[0];
-    let slug = &org.slug;
-    let _ = db;
-    let settings = OrgSettings::default();
-    vec![Case {
-        name: "machines list (first page of 200)".into(),
-        kind: Kind::Other,
-        variants: vec![Variant {
-            path: format!("/api/v1/orgs/{slug}/machines?limit=200"),
-            statements: vec![Statement {
-                sql: fleet::machines_sql(),
-                params: vec![
-                    Some(org.id.to_string()),
-                    Some(settings.stale_after_s.to_string()),
-                    Some(settings.offline_after_s.to_string()),
-                    None,
-                    None,
-                    None,
-                    Some("200".into()),
-                ],
-            }],
-        }],
-    }]
+    let sampled = sample_jobs(db, fixture, DETAIL_JOBS).await;
+    let middle = &sampled[sampled.len() / 2];
+    let cursor = jobs::Cursor {
+        created_at: middle.created_at,
+        id: middle.id.clone(),
+    };
+    vec![
+        list_case(org, "jobs list, no filter", "", JobFilter::default()),
+        list_case(
+            org,
+            "jobs list, status + type",
+            "?status=failed&job_type=image.generate",
+            JobFilter {
+                statuses: vec!["failed".into()],
+                job_type: Some("image.generate".into()),
+                ..JobFilter::default()
+            },
+        ),
+        list_case(
+            org,
+            &format!("jobs list, search {COMMON_WORD:?} (~1/64)"),
+            &format!("?q={COMMON_WORD}"),
+            JobFilter {
+                text: Some(COMMON_WORD.into()),
+                ..JobFilter::default()
+            },
+        ),
+        list_case(
+            org,
+            &format!("jobs list, search {RARE_WORD:?} (~1/10,000)"),
+            &format!("?q={RARE_WORD}"),
+            JobFilter {
+                text: Some(RARE_WORD.into()),
+                ..JobFilter::default()
+            },
+        ),
+        list_case(
+            org,
+            "jobs list, page 15 days back (cursor)",
+            &format!("?cursor={}", cursor.encode()),
+            JobFilter {
+                after: Some(cursor.clone()),
+                ..JobFilter::default()
+            },
+        ),
+        Case {
+            name: format!("job detail ({DETAIL_JOBS} jobs across the history)"),
+            kind: Kind::Lookup,
+            variants: sampled
+                .iter()
+                .map(|job| Variant {
+                    path: format!("/api/v1/orgs/{}/jobs/{}", org.slug, job.id),
+                    statements: detail_statements(org, job),
+                })
+                .collect(),
+        },
+    ]
 }
 
 fn load_average() -> String {
@@ -178,7 +349,10 @@ struct Row {
     /// Their plans, when printed.
     plans: Vec<String>,
     fleetmon: Figures,
+    /// The case's own transaction.
     pgbench: Figures,
+    /// The request's whole SQL: the token check and org lookup too.
+    with_auth: Figures,
     load: String,
 }
 
@@ -221,16 +395,22 @@ async fn bench(fixture: &Fixture, settings: &Settings, only: &[String]) -> Vec<R
         let load = load_average();
         run_http(&target, &case, settings.clients, settings.warmup).await;
         let fleetmon = run_http(&target, &case, settings.clients, settings.seconds).await;
-        let variants: Vec<Vec<Statement>> =
-            case.variants.iter().map(|v| v.statements.clone()).collect();
-        let options = fixture.options.clone();
-        let (org_id, clients, warmup, seconds) =
-            (org.id, settings.clients, settings.warmup, settings.seconds);
-        let pgbench = tokio::task::spawn_blocking(move || {
-            pgbench::run(&options, org_id, &variants, clients, warmup, seconds)
-        })
-        .await
-        .unwrap();
+        let case_tx = |v: &Variant| Transaction {
+            org_id: Some(org.id),
+            statements: v.statements.clone(),
+        };
+        let alone: Vec<Vec<Transaction>> = case.variants.iter().map(|v| vec![case_tx(v)]).collect();
+        let whole: Vec<Vec<Transaction>> = case
+            .variants
+            .iter()
+            .map(|v| {
+                let mut transactions = auth_transactions(org, &target.token);
+                transactions.push(case_tx(v));
+                transactions
+            })
+            .collect();
+        let pgbench = run_pgbench(fixture, settings, alone).await;
+        let with_auth = run_pgbench(fixture, settings, whole).await;
         rows.push(Row {
             statements: case.variants[0].statements.clone(),
             plans: Vec::new(),
@@ -238,6 +418,7 @@ async fn bench(fixture: &Fixture, settings: &Settings, only: &[String]) -> Vec<R
             kind: case.kind,
             fleetmon,
             pgbench,
+            with_auth,
             load,
         });
     }
@@ -250,6 +431,44 @@ async fn bench(fixture: &Fixture, settings: &Settings, only: &[String]) -> Vec<R
     server.abort();
     pool.close().await;
     rows
+}
+
+/// pgbench with `scripts`, off the runtime (it blocks until pgbench exits).
+async fn run_pgbench(
+    fixture: &Fixture,
+    settings: &Settings,
+    scripts: Vec<Vec<Transaction>>,
+) -> Figures {
+    let options = fixture.options.clone();
+    let (clients, warmup, seconds) = (settings.clients, settings.warmup, settings.seconds);
+    tokio::task::spawn_blocking(move || pgbench::run(&options, &scripts, clients, warmup, seconds))
+        .await
+        .unwrap()
+}
+
+/// The transactions a request with a read token runs before its own (see `http::auth`): the
+/// token's check in the org's context, then the org's lookup by slug.
+fn auth_transactions(org: &SeededOrg, token: &str) -> Vec<Transaction> {
+    let digest: String = Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    vec![
+        Transaction {
+            org_id: Some(org.id),
+            statements: vec![Statement {
+                sql: tokens::AUTHENTICATE_SQL.into(),
+                params: vec![Some(org.id.to_string()), Some(format!("\\x{digest}"))],
+            }],
+        },
+        Transaction {
+            org_id: None,
+            statements: vec![Statement {
+                sql: orgs::BY_SLUG_SQL.into(),
+                params: vec![Some(org.slug.clone())],
+            }],
+        },
+    ]
 }
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of a case's statements, in a tenant transaction as requests run
@@ -297,18 +516,20 @@ fn print_table(fixture: &Fixture, settings: &Settings, rows: &[Row]) {
         settings.seconds
     );
     println!(
-        "| case | fleetmon p50 ms | p99 ms | req/s | pgbench p50 ms | p99 ms | tx/s | ratio | load | verdict |"
+        "| case | fleetmon p50 ms | p99 ms | req/s | pgbench p50 ms | p99 ms | tx/s | ratio | \
+         with auth SQL: p50 ms | tx/s | ratio | load | verdict |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
-        let (f, p) = (&row.fleetmon, &row.pgbench);
+        let (f, p, a) = (&row.fleetmon, &row.pgbench, &row.with_auth);
         let ratio = f.per_second / p.per_second;
         let verdict = match row.verdict() {
             Some((ok, targets)) => format!("{} ({targets})", if ok { "met" } else { "MISSED" }),
             None => "-".into(),
         };
         println!(
-            "| {} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {ratio:.2} | {} | {verdict} |",
+            "| {} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {ratio:.2} | {:.2} | {:.0} | \
+             {:.2} | {} | {verdict} |",
             row.case,
             f.percentile_ms(50.0),
             f.percentile_ms(99.0),
@@ -316,6 +537,9 @@ fn print_table(fixture: &Fixture, settings: &Settings, rows: &[Row]) {
             p.percentile_ms(50.0),
             p.percentile_ms(99.0),
             p.per_second,
+            a.percentile_ms(50.0),
+            a.per_second,
+            f.per_second / a.per_second,
             row.load,
         );
     }

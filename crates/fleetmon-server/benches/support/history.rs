@@ -519,6 +519,7 @@ impl Generator {
                     kind: Some(kind.into()),
                     reason: Some(reason.into()),
                     message: Some(message.into()),
+                    cause: None,
                 };
                 let failed = JobFailed {
                     job,

@@ -21,44 +21,57 @@ pub struct Statement {
     pub params: Vec<Option<String>>,
 }
 
-/// Writes one pgbench script per variant into `dir` (`script` is the variant's index); returns
-/// the file and the `-D` variable definitions it needs.
-fn write_script(
-    dir: &Path,
-    script: usize,
-    org_id: Uuid,
-    statements: &[Statement],
-) -> (PathBuf, Vec<String>) {
+/// One transaction of a script: opened as fleetmon's tenant transactions are, for `org_id` (or
+/// no org), then `statements`, then `COMMIT`.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    pub org_id: Option<Uuid>,
+    pub statements: Vec<Statement>,
+}
+
+/// Writes the pgbench script `script` (one request: its transactions in order) into `dir`;
+/// returns the file and the `-D` variable definitions it needs.
+fn write_script(dir: &Path, script: usize, transactions: &[Transaction]) -> (PathBuf, Vec<String>) {
     let mut text = String::new();
     let mut defines = Vec::new();
-    // fleetmon opens a tenant transaction in one round trip (`TenantDb::begin`); so does this.
-    text.push_str("\\startpipeline\nBEGIN;\n");
-    text.push_str(&format!("SET LOCAL ROLE {APP_ROLE};\n"));
-    text.push_str(&format!(
-        "SELECT set_config('fleetmon.org_id', '{org_id}', true), \
-         set_config('fleetmon.user_id', '', true);\n\\endpipeline\n"
-    ));
-    for (n, statement) in statements.iter().enumerate() {
-        let sql = substitute(&statement.sql, |index| {
-            match statement
-                .params
-                .get(index - 1)
-                .unwrap_or_else(|| panic!("${index} has no parameter in {}", statement.sql))
-            {
-                None => "NULL".to_string(),
-                Some(value) => {
-                    let name = format!("s{script}_{n}_{index}");
-                    defines.push(format!("{name}={value}"));
-                    format!(":{name}")
+    for (t, transaction) in transactions.iter().enumerate() {
+        let org = transaction
+            .org_id
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        // fleetmon opens a tenant transaction in one round trip (`TenantDb::begin`); so does this.
+        text.push_str("\\startpipeline\nBEGIN;\n");
+        text.push_str(&format!("SET LOCAL ROLE {APP_ROLE};\n"));
+        text.push_str(&format!(
+            "SELECT set_config('fleetmon.org_id', '{org}', true), \
+             set_config('fleetmon.user_id', '', true);\n\\endpipeline\n"
+        ));
+        for (n, statement) in transaction.statements.iter().enumerate() {
+            let sql = substitute(&statement.sql, |index| {
+                match statement
+                    .params
+                    .get(index - 1)
+                    .unwrap_or_else(|| panic!("${index} has no parameter in {}", statement.sql))
+                {
+                    None => "NULL".to_string(),
+                    Some(value) => {
+                        let name = format!("s{script}_{t}_{n}_{index}");
+                        defines.push(format!("{name}={value}"));
+                        format!(":{name}")
+                    }
                 }
-            }
-        });
-        // A pgbench command ends at the end of its line.
-        let one_line: Vec<&str> = sql.split_whitespace().collect();
-        text.push_str(&one_line.join(" "));
-        text.push_str(";\n");
+            });
+            // A pgbench command ends at the end of its line; SQL comments would hide the rest.
+            let one_line: Vec<&str> = sql
+                .lines()
+                .map(|line| line.split("--").next().unwrap_or_default())
+                .flat_map(str::split_whitespace)
+                .collect();
+            text.push_str(&one_line.join(" "));
+            text.push_str(";\n");
+        }
+        text.push_str("COMMIT;\n");
     }
-    text.push_str("COMMIT;\n");
     let path = dir.join(format!("script-{script}.sql"));
     std::fs::write(&path, text).unwrap();
     (path, defines)
@@ -92,13 +105,12 @@ fn substitute(sql: &str, mut replace: impl FnMut(usize) -> String) -> String {
     out
 }
 
-/// Runs `variants` (each one request's statements, picked at random with equal weight) from
-/// `clients` clients for `seconds`, after `warmup` seconds untimed; per-transaction latencies come
-/// from pgbench's transaction log.
+/// Runs `scripts` (each one request's transactions, picked at random with equal weight) from
+/// `clients` clients for `seconds`, after `warmup` seconds untimed; per-script latencies come
+/// from pgbench's log.
 pub fn run(
     options: &PgConnectOptions,
-    org_id: Uuid,
-    variants: &[Vec<Statement>],
+    scripts: &[Vec<Transaction>],
     clients: usize,
     warmup: u64,
     seconds: u64,
@@ -121,8 +133,8 @@ pub fn run(
         "-U".into(),
         options.get_username().to_string(),
     ];
-    for (index, statements) in variants.iter().enumerate() {
-        let (path, defines) = write_script(&dir, index, org_id, statements);
+    for (index, transactions) in scripts.iter().enumerate() {
+        let (path, defines) = write_script(&dir, index, transactions);
         args.push("-f".into());
         args.push(format!("{}@1", path.display()));
         for define in defines {

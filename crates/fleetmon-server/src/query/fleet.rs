@@ -161,14 +161,11 @@ const WORKER_SELECT: &str = concat!(
      WHERE w.org_id = $1"
 );
 
-pub async fn workers(
-    conn: &mut PgConnection,
-    org_id: Uuid,
-    settings: &OrgSettings,
-    filter: &Filter,
-) -> Result<Vec<Worker>, DbError> {
-    let (stale, offline) = thresholds(settings);
-    let sql = format!(
+/// The statement of [`workers`]: `$1` org id, `$2`/`$3` stale/offline thresholds in seconds,
+/// `$4` after, `$5` id, `$6` machine, `$7` status, `$8` liveness, `$9` limit. Public for the
+/// query benchmark's `pgbench` run.
+pub fn workers_sql() -> String {
+    format!(
         "SELECT * FROM ({WORKER_SELECT}
                           AND ($4::text IS NULL OR w.id > $4)
                           AND ($5::text IS NULL OR w.id = $5)
@@ -176,8 +173,17 @@ pub async fn workers(
                           AND ($7::text IS NULL OR w.status = $7)) listed
          WHERE $8::text IS NULL OR liveness = $8
          ORDER BY id LIMIT $9"
-    );
-    Ok(query_as(&sql)
+    )
+}
+
+pub async fn workers(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    settings: &OrgSettings,
+    filter: &Filter,
+) -> Result<Vec<Worker>, DbError> {
+    let (stale, offline) = thresholds(settings);
+    Ok(query_as(&workers_sql())
         .bind(org_id)
         .bind(stale)
         .bind(offline)
