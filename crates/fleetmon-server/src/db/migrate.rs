@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "stack_sync",
         sql: include_str!("../../../../migrations/0003_stack_sync.sql"),
     },
+    Migration {
+        version: 5,
+        name: "metrics",
+        sql: include_str!("../../../../migrations/0005_metrics.sql"),
+    },
 ];
 
 /// The schema version this build expects.
