@@ -7,8 +7,11 @@ mod fleet;
 mod health;
 mod ingest;
 mod json;
+mod metrics;
 mod oidc_signin;
 mod orgs;
+mod overview;
+mod params;
 mod signin;
 mod stack_signin;
 mod webhooks;
@@ -113,6 +116,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/orgs/{org}/machines/{id}", get(fleet::machine))
         .route("/api/v1/orgs/{org}/workers", get(fleet::workers))
         .route("/api/v1/orgs/{org}/workers/{id}", get(fleet::worker))
+        .route("/api/v1/orgs/{org}/overview", get(overview::overview))
+        .route("/api/v1/orgs/{org}/metrics/jobs", get(metrics::jobs))
+        .route("/api/v1/orgs/{org}/metrics/series", get(metrics::series))
+        .route(
+            "/api/v1/orgs/{org}/metrics/series/names",
+            get(metrics::series_names),
+        )
         .route(
             "/api/v1/orgs/{org}/settings",
             get(orgs::settings).patch(orgs::update_settings),
