@@ -15,7 +15,7 @@ fn at(seconds_ago: i64, mut event: Value) -> Value {
     event
 }
 
-async fn slug(app: &App) -> String {
+pub async fn slug(app: &App) -> String {
     let mut tx = app.tenant.begin(TenantContext::none()).await.unwrap();
     let slug = query_scalar("SELECT slug FROM organizations WHERE id = $1")
         .bind(app.org)
@@ -62,7 +62,7 @@ async fn fleet() -> (App, String) {
     (app, slug)
 }
 
-async fn get(app: &App, path: &str) -> reqwest::Response {
+pub async fn get(app: &App, path: &str) -> reqwest::Response {
     reqwest::Client::new()
         .get(format!(
             "{}/api/v1/orgs/{}{path}",
@@ -75,7 +75,7 @@ async fn get(app: &App, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn json_of(response: reqwest::Response) -> Value {
+pub async fn json_of(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }

@@ -12,6 +12,7 @@ mod ingest_http;
 mod isolation;
 mod jwt_keys;
 mod jwt_verify;
+mod metrics_api;
 mod migrations;
 mod oidc_fixture;
 mod oidc_provider;
