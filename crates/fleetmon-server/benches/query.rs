@@ -41,8 +41,10 @@ use fleetmon_server::http::{self, AppState};
 use fleetmon_server::ingest::Limits;
 use fleetmon_server::orgs;
 use fleetmon_server::orgs::settings::OrgSettings;
-use fleetmon_server::query::fleet;
+use fleetmon_server::query::job_metrics::{self, GroupBy};
 use fleetmon_server::query::jobs::{self, JobFilter};
+use fleetmon_server::query::window::{Buckets, Window};
+use fleetmon_server::query::{fleet, overview, NO_JIT_SQL};
 use sqlx::postgres::PgPoolOptions;
 
 use env::env_or;
@@ -219,11 +221,7 @@ fn detail_statements(org: &SeededOrg, job: &Sampled) -> Vec<Statement> {
         Some(settings.offline_after_s.to_string()),
     );
     let mut statements = vec![
-        Statement {
-            // `orgs::settings::get`.
-            sql: "SELECT settings FROM organizations WHERE id = $1".into(),
-            params: vec![org_id.clone()],
-        },
+        settings_statement(org),
         Statement {
             sql: jobs::JOB_SQL.into(),
             params: vec![org_id.clone(), Some(job.id.clone())],
@@ -270,6 +268,98 @@ fn detail_statements(org: &SeededOrg, job: &Sampled) -> Vec<Statement> {
     statements
 }
 
+/// The overview and the job metrics of the 24 hours before the history ends; `group_by` splits
+/// the metrics by job type.
+fn window_cases(org: &SeededOrg, fixture: &Fixture) -> Vec<Case> {
+    let window = Window {
+        since: fixture.ends_at - chrono::Duration::hours(24),
+        until: fixture.ends_at,
+    };
+    let until = window.until.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let since = Some(window.since.to_rfc3339_opts(SecondsFormat::Micros, true));
+    let end = Some(window.until.to_rfc3339_opts(SecondsFormat::Micros, true));
+    let org_id = Some(org.id.to_string());
+    let settings = OrgSettings::default();
+    let no_jit = Statement {
+        sql: NO_JIT_SQL.into(),
+        params: Vec::new(),
+    };
+    let overview = Case {
+        name: "overview, 24 h".into(),
+        kind: Kind::Other,
+        variants: vec![Variant {
+            path: format!("/api/v1/orgs/{}/overview?until={until}&range=24h", org.slug),
+            statements: vec![
+                settings_statement(org),
+                no_jit.clone(),
+                Statement {
+                    sql: overview::COUNTERS_SQL.into(),
+                    params: vec![
+                        org_id.clone(),
+                        Some(settings.stale_after_s.to_string()),
+                        Some(settings.offline_after_s.to_string()),
+                        since.clone(),
+                        end.clone(),
+                    ],
+                },
+                Statement {
+                    sql: overview::RECENT_FAILURES_SQL.into(),
+                    params: vec![
+                        org_id.clone(),
+                        since.clone(),
+                        end.clone(),
+                        Some(overview::RECENT_FAILURES.to_string()),
+                    ],
+                },
+            ],
+        }],
+    };
+    let step = Buckets::new(window, None).unwrap().step_s;
+    let metrics = |name: &str, query: &str, group_by| Case {
+        name: name.into(),
+        kind: Kind::Metrics,
+        variants: vec![Variant {
+            path: format!(
+                "/api/v1/orgs/{}/metrics/jobs?until={until}&range=24h{query}",
+                org.slug
+            ),
+            statements: vec![
+                no_jit.clone(),
+                Statement {
+                    sql: job_metrics::sql(group_by),
+                    params: vec![
+                        org_id.clone(),
+                        since.clone(),
+                        end.clone(),
+                        Some(step.to_string()),
+                        None,
+                        None,
+                        None,
+                        Some((job_metrics::MAX_GROUPS + 1).to_string()),
+                    ],
+                },
+            ],
+        }],
+    };
+    vec![
+        overview,
+        metrics("job metrics, 24 h", "", None),
+        metrics(
+            "job metrics, 24 h by job type",
+            "&group_by=job_type",
+            Some(GroupBy::JobType),
+        ),
+    ]
+}
+
+/// `orgs::settings::get`'s statement, which requests that need the org's settings run first.
+fn settings_statement(org: &SeededOrg) -> Statement {
+    Statement {
+        sql: "SELECT settings FROM organizations WHERE id = $1".into(),
+        params: vec![Some(org.id.to_string())],
+    }
+}
+
 /// The cases, for the fixture's largest org.
 async fn cases(db: &TenantDb, fixture: &Fixture) -> Vec<Case> {
     let org = &fixture.orgs[0];
@@ -279,7 +369,7 @@ async fn cases(db: &TenantDb, fixture: &Fixture) -> Vec<Case> {
         created_at: middle.created_at,
         id: middle.id.clone(),
     };
-    vec![
+    let mut cases = vec![
         list_case(org, "jobs list, no filter", "", JobFilter::default()),
         list_case(
             org,
@@ -329,7 +419,9 @@ async fn cases(db: &TenantDb, fixture: &Fixture) -> Vec<Case> {
                 })
                 .collect(),
         },
-    ]
+    ];
+    cases.extend(window_cases(org, fixture));
+    cases
 }
 
 fn load_average() -> String {
@@ -479,6 +571,10 @@ async fn explain(db: &TenantDb, org_id: uuid::Uuid, statements: &[Statement]) ->
     for statement in statements {
         let sql = pgbench::with_literals(statement);
         query(&sql).execute(tx.conn()).await.unwrap();
+        let upper = sql.trim_start().to_ascii_uppercase();
+        if !upper.starts_with("SELECT") && !upper.starts_with("WITH") {
+            continue; // `SET LOCAL jit = off` and the like: run, nothing to plan.
+        }
         let plan: Vec<String> = query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"))
             .fetch_all(tx.conn())
             .await

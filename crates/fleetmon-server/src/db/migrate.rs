@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "jobs_query",
         sql: include_str!("../../../../migrations/0004_jobs_query.sql"),
     },
+    Migration {
+        version: 5,
+        name: "metrics",
+        sql: include_str!("../../../../migrations/0005_metrics.sql"),
+    },
 ];
 
 /// The schema version this build expects.

@@ -55,14 +55,25 @@ fn next_after<'a>(
         .flatten()
 }
 
-async fn open(
+/// A viewer's (or read token's) tenant transaction on the org `slug`.
+pub(super) async fn open_read(
+    state: &AppState,
+    principal: Principal,
+    slug: &str,
+) -> Result<(OrgAccess, crate::db::TenantTx), ApiError> {
+    let access = OrgAccess::resolve(state, principal, slug).await?;
+    access.require(Role::Viewer)?;
+    let tx = state.db.begin(access.context()).await?;
+    Ok((access, tx))
+}
+
+/// [`open_read`], and the org's settings (liveness depends on them).
+pub(super) async fn open(
     state: &AppState,
     principal: Principal,
     slug: &str,
 ) -> Result<(OrgAccess, crate::db::TenantTx, org_settings::OrgSettings), ApiError> {
-    let access = OrgAccess::resolve(state, principal, slug).await?;
-    access.require(Role::Viewer)?;
-    let mut tx = state.db.begin(access.context()).await?;
+    let (access, mut tx) = open_read(state, principal, slug).await?;
     let settings = org_settings::get(tx.conn(), access.org.id).await?;
     Ok((access, tx, settings))
 }

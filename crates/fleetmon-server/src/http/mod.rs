@@ -8,8 +8,11 @@ mod health;
 mod ingest;
 mod jobs;
 mod json;
+mod metrics;
 mod oidc_signin;
 mod orgs;
+mod overview;
+mod params;
 mod signin;
 mod stack_signin;
 mod webhooks;
@@ -119,6 +122,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/orgs/{org}/workers/{id}", get(fleet::worker))
         .route("/api/v1/orgs/{org}/jobs", get(jobs::list))
         .route("/api/v1/orgs/{org}/jobs/{id}", get(jobs::show))
+        .route("/api/v1/orgs/{org}/overview", get(overview::overview))
+        .route("/api/v1/orgs/{org}/metrics/jobs", get(metrics::jobs))
+        .route("/api/v1/orgs/{org}/metrics/series", get(metrics::series))
+        .route(
+            "/api/v1/orgs/{org}/metrics/series/names",
+            get(metrics::series_names),
+        )
         .route(
             "/api/v1/orgs/{org}/settings",
             get(orgs::settings).patch(orgs::update_settings),

@@ -39,6 +39,7 @@ macro_rules! liveness_sql {
         )
     };
 }
+pub(crate) use liveness_sql;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Machine {
@@ -99,7 +100,8 @@ impl Filter {
     }
 }
 
-fn thresholds(settings: &OrgSettings) -> (f64, f64) {
+/// The org's `stale_after_s` and `offline_after_s`, bound as `$2` and `$3` of `liveness_sql!`.
+pub(crate) fn thresholds(settings: &OrgSettings) -> (f64, f64) {
     (
         f64::from(settings.stale_after_s),
         f64::from(settings.offline_after_s),

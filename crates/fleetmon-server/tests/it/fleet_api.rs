@@ -62,7 +62,7 @@ async fn fleet() -> (App, String) {
     (app, slug)
 }
 
-async fn get(app: &App, path: &str) -> reqwest::Response {
+pub async fn get(app: &App, path: &str) -> reqwest::Response {
     reqwest::Client::new()
         .get(format!(
             "{}/api/v1/orgs/{}{path}",
@@ -75,7 +75,7 @@ async fn get(app: &App, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn json_of(response: reqwest::Response) -> Value {
+pub async fn json_of(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }

@@ -13,6 +13,7 @@ mod isolation;
 mod jobs_api;
 mod jwt_keys;
 mod jwt_verify;
+mod metrics_api;
 mod migrations;
 mod oidc_fixture;
 mod oidc_provider;
