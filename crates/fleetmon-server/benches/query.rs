@@ -2,9 +2,12 @@
 //! endpoints, through its real router served in process on loopback and authenticated by a
 //! `read` API token, against `pgbench` running the same statements (as `fleetmon_app`, in a
 //! transaction that opens with the tenant context) from the same number of clients in the same
-//! run. The fixture is a generated history of `BENCH_SIZES` jobs with their events across
-//! several orgs, seeded once into databases of their own on an external PostgreSQL server and
-//! reused (`support/fixture.rs`); the cases read the largest org.
+//! run — and, to tell the auth layer's share from the rest, against pgbench running the
+//! request's whole SQL (the read token's check and the org lookup, each in its own transaction as
+//! `http::auth` runs them, then the case's transaction). The fixture is a generated history of
+//! `BENCH_SIZES` jobs with their events across several orgs, seeded once into databases of their
+//! own on an external PostgreSQL server and reused (`support/fixture.rs`); the cases read the
+//! largest org.
 //!
 //! `cargo bench -p fleetmon-server --bench query`, with
 //! - `BENCH_DATABASE_URL` — the server (default `postgres://postgres@127.0.0.1:5432/postgres`;
