@@ -159,6 +159,23 @@ pub async fn revoke(conn: &mut PgConnection, id: Uuid) -> Result<bool, DbError> 
     Ok(done.rows_affected() == 1)
 }
 
+/// The statement of [`authenticate`]: `$1` the org, `$2` the token's SHA-256. Public for the
+/// query benchmark's `pgbench` run.
+pub const AUTHENTICATE_SQL: &str = "WITH found AS (
+         SELECT id, kind, revoked_at, last_used_at FROM api_tokens
+         WHERE org_id = $1 AND token_hash = $2
+     ), touched AS (
+         -- SKIP LOCKED: concurrent requests with the same token never wait on each other
+         -- for this bookkeeping (the row stays locked until the request commits).
+         UPDATE api_tokens t SET last_used_at = now()
+         WHERE t.org_id = $1 AND t.id IN (
+             SELECT l.id FROM api_tokens l JOIN found ON l.id = found.id
+             WHERE l.org_id = $1 AND found.revoked_at IS NULL
+               AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
+             FOR UPDATE OF l SKIP LOCKED)
+     )
+     SELECT id, kind, revoked_at IS NOT NULL FROM found";
+
 /// Looks a presented token up in its org's tenant transaction (see [`parse_org`]) and records
 /// its use, at most once a minute so busy agents do not turn every request into a row update.
 pub async fn authenticate(
@@ -166,26 +183,11 @@ pub async fn authenticate(
     org_id: Uuid,
     token: &str,
 ) -> Result<Result<TokenIdentity, TokenRejection>, DbError> {
-    let row: Option<(Uuid, String, bool)> = query_as(
-        "WITH found AS (
-             SELECT id, kind, revoked_at, last_used_at FROM api_tokens
-             WHERE org_id = $1 AND token_hash = $2
-         ), touched AS (
-             -- SKIP LOCKED: concurrent requests with the same token never wait on each other
-             -- for this bookkeeping (the row stays locked until the request commits).
-             UPDATE api_tokens t SET last_used_at = now()
-             WHERE t.org_id = $1 AND t.id IN (
-                 SELECT l.id FROM api_tokens l JOIN found ON l.id = found.id
-                 WHERE l.org_id = $1 AND found.revoked_at IS NULL
-                   AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
-                 FOR UPDATE OF l SKIP LOCKED)
-         )
-         SELECT id, kind, revoked_at IS NOT NULL FROM found",
-    )
-    .bind(org_id)
-    .bind(hash(token))
-    .fetch_optional(conn)
-    .await?;
+    let row: Option<(Uuid, String, bool)> = query_as(AUTHENTICATE_SQL)
+        .bind(org_id)
+        .bind(hash(token))
+        .fetch_optional(conn)
+        .await?;
     Ok(match row {
         None => Err(TokenRejection::Unknown),
         Some((_, _, true)) => Err(TokenRejection::Revoked),

@@ -144,9 +144,13 @@ pub async fn create(
     Ok(org)
 }
 
+/// The statement of [`by_slug`]; public for the query benchmark's `pgbench` run.
+pub const BY_SLUG_SQL: &str =
+    "SELECT id, slug, name, created_at FROM organizations WHERE slug = $1";
+
 /// The org with `slug`; organizations are global, so this needs no tenant context.
 pub async fn by_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<Org>, DbError> {
-    let org = query_as("SELECT id, slug, name, created_at FROM organizations WHERE slug = $1")
+    let org = query_as(BY_SLUG_SQL)
         .bind(slug)
         .fetch_optional(conn)
         .await?;

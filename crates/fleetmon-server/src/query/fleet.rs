@@ -105,6 +105,19 @@ impl Filter {
     }
 }
 
+/// The statement of [`machines`]: `$1` org id, `$2`/`$3` stale/offline thresholds in seconds,
+/// `$4` after, `$5` ids (an array), `$6` liveness, `$7` limit. Public for the query benchmark's
+/// `pgbench` run.
+pub fn machines_sql() -> String {
+    format!(
+        "SELECT * FROM ({MACHINE_SELECT}
+                          AND ($4::text IS NULL OR m.id > $4)
+                          AND ($5::text[] IS NULL OR m.id = ANY($5))) listed
+         WHERE $6::text IS NULL OR liveness = $6
+         ORDER BY id LIMIT $7"
+    )
+}
+
 /// The org's `stale_after_s` and `offline_after_s`, bound as `$2` and `$3` of `liveness_sql!`.
 pub(crate) fn thresholds(settings: &OrgSettings) -> (f64, f64) {
     (
@@ -131,14 +144,7 @@ pub async fn machines(
     filter: &Filter,
 ) -> Result<Vec<Machine>, DbError> {
     let (stale, offline) = thresholds(settings);
-    let sql = format!(
-        "SELECT * FROM ({MACHINE_SELECT}
-                          AND ($4::text IS NULL OR m.id > $4)
-                          AND ($5::text[] IS NULL OR m.id = ANY($5))) listed
-         WHERE $6::text IS NULL OR liveness = $6
-         ORDER BY id LIMIT $7"
-    );
-    Ok(query_as(&sql)
+    Ok(query_as(&machines_sql())
         .bind(org_id)
         .bind(stale)
         .bind(offline)
@@ -148,6 +154,21 @@ pub async fn machines(
         .bind(filter.limit.clamp(1, MAX_PAGE))
         .fetch_all(conn)
         .await?)
+}
+
+/// The statement of [`workers`]: `$1` org id, `$2`/`$3` stale/offline thresholds in seconds,
+/// `$4` after, `$5` ids (an array), `$6` machine, `$7` status, `$8` liveness, `$9` limit. Public
+/// for the query benchmark's `pgbench` run.
+pub fn workers_sql() -> String {
+    format!(
+        "SELECT * FROM ({WORKER_SELECT}
+                          AND ($4::text IS NULL OR w.id > $4)
+                          AND ($5::text[] IS NULL OR w.id = ANY($5))
+                          AND ($6::text IS NULL OR w.machine_id = $6)
+                          AND ($7::text IS NULL OR w.status = $7)) listed
+         WHERE $8::text IS NULL OR liveness = $8
+         ORDER BY id LIMIT $9"
+    )
 }
 
 /// A worker is offline when its own heartbeats stop, and also when its machine shut down after
@@ -170,16 +191,7 @@ pub async fn workers(
     filter: &Filter,
 ) -> Result<Vec<Worker>, DbError> {
     let (stale, offline) = thresholds(settings);
-    let sql = format!(
-        "SELECT * FROM ({WORKER_SELECT}
-                          AND ($4::text IS NULL OR w.id > $4)
-                          AND ($5::text[] IS NULL OR w.id = ANY($5))
-                          AND ($6::text IS NULL OR w.machine_id = $6)
-                          AND ($7::text IS NULL OR w.status = $7)) listed
-         WHERE $8::text IS NULL OR liveness = $8
-         ORDER BY id LIMIT $9"
-    );
-    Ok(query_as(&sql)
+    Ok(query_as(&workers_sql())
         .bind(org_id)
         .bind(stale)
         .bind(offline)
