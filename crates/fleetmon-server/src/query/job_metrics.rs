@@ -149,6 +149,7 @@ pub fn sql(group_by: Option<GroupBy>) -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = JobGroup)]
 pub struct Group {
     /// The job type, machine or worker; `null` for jobs without one, and when not grouped.
     pub key: Option<String>,
@@ -156,6 +157,7 @@ pub struct Group {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = JobBucket)]
 pub struct Bucket {
     pub start: DateTime<Utc>,
     pub submitted: i64,
@@ -169,6 +171,7 @@ pub struct Bucket {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = JobDurations)]
 pub struct Durations {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
@@ -176,6 +179,7 @@ pub struct Durations {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = JobQueueWait)]
 pub struct QueueWait {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
