@@ -71,7 +71,10 @@ pub fn sql(group_by: Option<GroupBy>) -> String {
     let key = group_by.map_or("NULL::text", GroupBy::column);
     let group = if group_by.is_some() { "GROUP BY 1" } else { "" };
     // Each measure is one index range scan per bucket: rows come in time order, so no sort of the
-    // whole window, and each bucket's percentiles sort only that bucket's rows.
+    // whole window, and each bucket's percentiles sort only that bucket's rows. The buckets are
+    // materialized so that each range's bounds are plain values, usable as index conditions.
+    // Only terminal states have a `finished_at`, so failed (failed or timed out) is what is
+    // neither completed nor cancelled: one comparison per row fewer.
     let per_bucket = |alias: &str, measures: &str, column: &str| {
         format!(
             "SELECT b.bucket, {alias}.*
@@ -88,8 +91,8 @@ pub fn sql(group_by: Option<GroupBy>) -> String {
     let submitted = per_bucket("s", "count(*) AS submitted", "created_at");
     let finished = per_bucket(
         "f",
-        "count(*) FILTER (WHERE j.status = 'completed') AS completed,
-         count(*) FILTER (WHERE j.status IN ('failed', 'timeout')) AS failed,
+        "count(*) AS finished,
+         count(*) FILTER (WHERE j.status = 'completed') AS completed,
          count(*) FILTER (WHERE j.status = 'cancelled') AS cancelled,
          percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY j.duration_ms)
              FILTER (WHERE j.status <> 'cancelled') AS duration_ms",
@@ -108,7 +111,7 @@ pub fn sql(group_by: Option<GroupBy>) -> String {
         Some(_) => {
             "SELECT key, row_number() OVER (ORDER BY sum(n) DESC, key NULLS LAST) AS rank
              FROM (SELECT key, submitted AS n FROM submitted
-                   UNION ALL SELECT key, completed + failed + cancelled FROM finished
+                   UNION ALL SELECT key, finished FROM finished
                    UNION ALL SELECT key, 0 FROM started) k
              GROUP BY key ORDER BY rank LIMIT $8"
         }
@@ -121,7 +124,7 @@ pub fn sql(group_by: Option<GroupBy>) -> String {
         )
     };
     format!(
-        "WITH buckets AS (
+        "WITH buckets AS MATERIALIZED (
              {buckets}
          ), submitted AS (
              {submitted}
@@ -133,7 +136,8 @@ pub fn sql(group_by: Option<GroupBy>) -> String {
              {keys}
          )
          SELECT k.key, b.bucket, coalesce(s.submitted, 0) AS submitted,
-                coalesce(f.completed, 0) AS completed, coalesce(f.failed, 0) AS failed,
+                coalesce(f.completed, 0) AS completed,
+                coalesce(f.finished - f.completed - f.cancelled, 0) AS failed,
                 coalesce(f.cancelled, 0) AS cancelled, f.duration_ms, w.queue_wait_ms
          FROM keys k
          CROSS JOIN buckets b
@@ -149,6 +153,7 @@ pub fn sql(group_by: Option<GroupBy>) -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = JobGroup)]
 pub struct Group {
     /// The job type, machine or worker; `null` for jobs without one, and when not grouped.
     pub key: Option<String>,
@@ -156,6 +161,7 @@ pub struct Group {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = JobBucket)]
 pub struct Bucket {
     pub start: DateTime<Utc>,
     pub submitted: i64,
@@ -169,6 +175,7 @@ pub struct Bucket {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = JobDurations)]
 pub struct Durations {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
@@ -176,6 +183,7 @@ pub struct Durations {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = JobQueueWait)]
 pub struct QueueWait {
     pub p50: Option<f64>,
     pub p95: Option<f64>,

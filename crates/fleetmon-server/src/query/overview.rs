@@ -21,17 +21,17 @@ use crate::orgs::settings::OrgSettings;
 pub const RECENT_FAILURES: i64 = 10;
 
 /// Every counter in one row. `$1` org, `$2`/`$3` the org's stale/offline thresholds in seconds,
-/// `[$4, $5)` the window.
+/// `[$4, $5)` the window. Only terminal states have a `finished_at`: failed (or timed out) is
+/// what finished neither completed nor cancelled.
 pub const COUNTERS_SQL: &str = concat!(
     "SELECT
        (SELECT count(*) FROM jobs WHERE org_id = $1 AND status IN ('pending', 'queued')) AS pending,
        (SELECT count(*) FROM jobs WHERE org_id = $1 AND status IN ('assigned', 'in_progress')) AS active,
-       f.completed, f.failed, f.cancelled,
+       f.completed, f.finished - f.completed - f.cancelled AS failed, f.cancelled,
        m.online AS machines_online, m.stale AS machines_stale, m.offline AS machines_offline,
        w.online AS workers_online, w.stale AS workers_stale, w.offline AS workers_offline,
        w.initializing, w.idle, w.busy, w.paused, w.stopping, w.error, w.maintenance, w.unknown
-     FROM (SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
-                  count(*) FILTER (WHERE status IN ('failed', 'timeout')) AS failed,
+     FROM (SELECT count(*) AS finished, count(*) FILTER (WHERE status = 'completed') AS completed,
                   count(*) FILTER (WHERE status = 'cancelled') AS cancelled
            FROM jobs WHERE org_id = $1 AND finished_at >= $4 AND finished_at < $5) f,
           (SELECT count(*) FILTER (WHERE liveness = 'online') AS online,
