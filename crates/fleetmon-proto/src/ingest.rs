@@ -344,6 +344,10 @@ pub struct JobError {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What led to the error, as the agent knows it: a message, or an object such as another
+    /// `{type, reason, message, cause}`. Kept as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

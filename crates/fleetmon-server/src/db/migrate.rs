@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/0003_stack_sync.sql"),
     },
     Migration {
+        version: 4,
+        name: "jobs_query",
+        sql: include_str!("../../../../migrations/0004_jobs_query.sql"),
+    },
+    Migration {
         version: 5,
         name: "metrics",
         sql: include_str!("../../../../migrations/0005_metrics.sql"),

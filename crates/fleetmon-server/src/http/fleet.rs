@@ -1,7 +1,8 @@
 //! `GET /api/v1/orgs/{org}/machines…` and `…/workers…`: the fleet as it is now, with derived
-//! liveness, for viewers and read tokens.
+//! liveness, for viewers and read tokens; `DELETE …/machines/{id}` for admins.
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use fleetmon_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
@@ -10,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{OrgAccess, Principal};
 use super::openapi::OrgPath;
 use super::{ApiError, AppState};
-use crate::orgs::{settings as org_settings, Role};
-use crate::query::fleet::{self, Filter, Machine, Worker};
+use crate::orgs::{audit, settings as org_settings, Role};
+use crate::query::fleet::{self, Filter, Machine, Removal, Worker};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -200,4 +201,46 @@ pub async fn worker(
         message: format!("no worker {id:?}"),
     })?;
     Ok(Json(WorkerDetail { worker }))
+}
+
+/// Removes an offline machine and its workers' rows; their history stays. Admins only.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/machines/{id}", tag = "fleet", params(OrgPath, ("id" = String, Path)),
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "`machine_not_offline`", body = ErrorBody)))]
+pub async fn remove_machine(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut tx = access.begin_write(&state, Role::Admin).await?;
+    let settings = org_settings::get(tx.conn(), access.org.id).await?;
+    let workers = match fleet::remove_machine(tx.conn(), access.org.id, &settings, &id).await? {
+        Removal::Removed { workers } => workers,
+        Removal::NotOffline { liveness } => {
+            return Err(ApiError::Conflict {
+                code: "machine_not_offline",
+                message: format!(
+                    "machine {id:?} is {liveness}; only an offline machine can be removed"
+                ),
+            })
+        }
+        Removal::NotFound => {
+            return Err(ApiError::NotFound {
+                message: format!("no machine {id:?}"),
+            })
+        }
+    };
+    audit::record(
+        tx.conn(),
+        access.org.id,
+        &principal.actor(),
+        "machine.removed",
+        Some(&format!("machine:{id}")),
+        serde_json::json!({ "workers": workers }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }

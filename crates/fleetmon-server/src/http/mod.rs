@@ -6,6 +6,7 @@ mod error;
 mod fleet;
 mod health;
 mod ingest;
+mod jobs;
 mod json;
 mod metrics;
 mod oidc_signin;
@@ -126,7 +127,7 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .routes(routes!(orgs::revoke_token))
         .routes(routes!(orgs::audit_log))
         .routes(routes!(fleet::machines))
-        .routes(routes!(fleet::machine))
+        .routes(routes!(fleet::machine, fleet::remove_machine))
         .routes(routes!(fleet::workers))
         .routes(routes!(fleet::worker))
         .routes(routes!(stream::stream))
@@ -134,6 +135,8 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .routes(routes!(metrics::jobs))
         .routes(routes!(metrics::series))
         .routes(routes!(metrics::series_names))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::show))
         .routes(routes!(orgs::settings, orgs::update_settings))
         .routes(routes!(webhooks::stack))
         .split_for_parts();

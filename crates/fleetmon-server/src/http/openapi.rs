@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         (name = "auth", description = "Sign-in, sessions and fleetmon's signing keys"),
         (name = "orgs", description = "Organizations, members, API tokens, settings and audit log"),
         (name = "fleet", description = "Machines and workers as they are now"),
+        (name = "jobs", description = "Job history with search; each job's timeline, attempts and errors"),
         (name = "metrics", description = "The overview, job metrics over time and agents' metric series"),
         (name = "webhooks", description = "Identity-provider webhooks"),
     )

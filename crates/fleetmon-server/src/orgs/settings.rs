@@ -1,4 +1,5 @@
-//! An org's settings: the liveness thresholds and how long history is kept.
+//! An org's settings: the liveness thresholds, how long history is kept, and who sees job
+//! payloads.
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -15,6 +16,8 @@ pub struct OrgSettings {
     pub offline_after_s: u32,
     /// History older than this is dropped.
     pub retention_days: u32,
+    /// Whether viewers and read tokens see job payloads and results (members and above always do).
+    pub payloads_visible_to_viewers: bool,
 }
 
 impl Default for OrgSettings {
@@ -23,6 +26,7 @@ impl Default for OrgSettings {
             stale_after_s: 15,
             offline_after_s: 60,
             retention_days: 30,
+            payloads_visible_to_viewers: true,
         }
     }
 }
@@ -34,6 +38,7 @@ pub struct SettingsPatch {
     pub stale_after_s: Option<u32>,
     pub offline_after_s: Option<u32>,
     pub retention_days: Option<u32>,
+    pub payloads_visible_to_viewers: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +55,9 @@ impl OrgSettings {
             stale_after_s: patch.stale_after_s.unwrap_or(self.stale_after_s),
             offline_after_s: patch.offline_after_s.unwrap_or(self.offline_after_s),
             retention_days: patch.retention_days.unwrap_or(self.retention_days),
+            payloads_visible_to_viewers: patch
+                .payloads_visible_to_viewers
+                .unwrap_or(self.payloads_visible_to_viewers),
         };
         // Agents send a heartbeat every 5 s: anything shorter would flap.
         if !(5..=86_400).contains(&next.stale_after_s) {
@@ -128,6 +136,19 @@ mod tests {
         assert_eq!(
             (ok.stale_after_s, ok.offline_after_s, ok.retention_days),
             (30, 120, 30)
+        );
+        let hidden = ok
+            .apply(&SettingsPatch {
+                payloads_visible_to_viewers: Some(false),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            hidden,
+            OrgSettings {
+                payloads_visible_to_viewers: false,
+                ..ok
+            }
         );
         // Offline must stay after stale, whichever field changes.
         assert!(base

@@ -1,5 +1,5 @@
 //! Machines and workers as users see them: reported state plus liveness derived at read time
-//! from `last_seen_at` and the org's thresholds (DESIGN §5).
+//! from `last_seen_at` and the org's thresholds (DESIGN §5); and removing a machine that is gone.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -7,8 +7,9 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::db::sql::query_as;
+use crate::db::sql::{query, query_as, query_scalar};
 use crate::db::DbError;
+use crate::live::changes::{self, Changes};
 use crate::orgs::settings::OrgSettings;
 
 /// Longest page of a fleet listing.
@@ -191,4 +192,66 @@ pub async fn workers(
         .bind(filter.limit.clamp(1, MAX_PAGE))
         .fetch_all(conn)
         .await?)
+}
+
+/// What [`remove_machine`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// The machine and these workers of it are gone.
+    Removed {
+        workers: Vec<String>,
+    },
+    /// The machine is `online` or `stale`, and stays.
+    NotOffline {
+        liveness: String,
+    },
+    NotFound,
+}
+
+/// Removes machine `id` and the rows of its workers, if the machine is offline, and announces it
+/// to live streams. History (jobs, events, metrics) stays. The machine's row is locked first, as ingest locks it before its
+/// workers: a heartbeat arriving meanwhile waits and then records the machine anew.
+pub async fn remove_machine(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    settings: &OrgSettings,
+    id: &str,
+) -> Result<Removal, DbError> {
+    let (stale, offline) = thresholds(settings);
+    let liveness: Option<String> = query_scalar(concat!(
+        "SELECT ",
+        liveness_sql!("last_seen_at", "shutdown_at"),
+        " FROM machines WHERE org_id = $1 AND id = $4 FOR UPDATE"
+    ))
+    .bind(org_id)
+    .bind(stale)
+    .bind(offline)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match liveness {
+        None => return Ok(Removal::NotFound),
+        Some(liveness) if liveness != "offline" => return Ok(Removal::NotOffline { liveness }),
+        Some(_) => {}
+    }
+    let mut workers: Vec<String> =
+        query_scalar("DELETE FROM workers WHERE org_id = $1 AND machine_id = $2 RETURNING id")
+            .bind(org_id)
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+    workers.sort();
+    query("DELETE FROM machines WHERE org_id = $1 AND id = $2")
+        .bind(org_id)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    // Live streams show them as removed once this commits.
+    let gone = Changes {
+        machines: [id.to_string()].into(),
+        workers: workers.iter().cloned().collect(),
+        ..Changes::default()
+    };
+    changes::publish(conn, org_id, &gone).await?;
+    Ok(Removal::Removed { workers })
 }

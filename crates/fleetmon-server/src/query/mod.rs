@@ -1,9 +1,9 @@
-//! What users read: current fleet state (and, as they land, jobs, metrics and the live stream).
-//! Everything runs in the org's tenant transaction, so row-level security confines it.
+//! What users read: current fleet state and jobs (and, as they land, metrics and the live
+//! stream). Everything runs in the org's tenant transaction, so row-level security confines it.
 
 pub mod fleet;
 pub mod job_metrics;
-pub mod job_rows;
+pub mod jobs;
 pub mod overview;
 pub mod series;
 pub mod window;

@@ -601,6 +601,7 @@ impl Fleet {
                     kind: Some(kind.into()),
                     reason: Some(reason.into()),
                     message: Some(message.into()),
+                    cause: None,
                 };
                 let e = self.event(
                     at,

@@ -10,6 +10,7 @@ mod harness;
 mod health;
 mod ingest_http;
 mod isolation;
+mod jobs_api;
 mod jwt_keys;
 mod jwt_verify;
 mod metrics_api;

@@ -203,6 +203,7 @@ fn scenario() -> Vec<Event> {
                     kind: Some("gpu".into()),
                     reason: Some("oom".into()),
                     message: Some("CUDA out of memory".into()),
+                    cause: None,
                 },
                 will_retry: true,
             }),

@@ -787,7 +787,8 @@ async fn settings_are_read_by_members_and_changed_by_admins_with_validation() {
         .unwrap();
     assert_eq!(
         shown["settings"],
-        json!({ "stale_after_s": 15, "offline_after_s": 60, "retention_days": 30 })
+        json!({ "stale_after_s": 15, "offline_after_s": 60, "retention_days": 30,
+                "payloads_visible_to_viewers": true })
     );
     let refused = viewer
         .send(
@@ -815,6 +816,34 @@ async fn settings_are_read_by_members_and_changed_by_admins_with_validation() {
     assert_eq!(
         changed["settings"]["retention_days"], 30,
         "fields not given keep their value"
+    );
+    let hidden: Value = admin
+        .send(
+            Method::PATCH,
+            &path,
+            Some(json!({ "payloads_visible_to_viewers": false })),
+            true,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        hidden["settings"],
+        json!({ "stale_after_s": 30, "offline_after_s": 90, "retention_days": 30,
+                "payloads_visible_to_viewers": false })
+    );
+    let not_a_flag = admin
+        .send(
+            Method::PATCH,
+            &path,
+            Some(json!({ "payloads_visible_to_viewers": "no" })),
+            true,
+        )
+        .await;
+    assert_eq!(
+        error_code(not_a_flag).await,
+        (StatusCode::BAD_REQUEST, "invalid_body".into())
     );
     let invalid = admin
         .send(

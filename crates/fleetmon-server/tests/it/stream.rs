@@ -742,27 +742,54 @@ async fn a_stream_ends_once_its_token_is_revoked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_row_that_no_longer_exists_is_sent_as_removed() {
+async fn a_removed_machine_and_its_workers_are_sent_as_removed() {
     let app = LiveApp::start().await;
     let org = Org::create(&app.tenant).await;
-    org.send(&app.base, &[heartbeat("doomed")]).await;
+    let long_ago = (chrono::Utc::now() - chrono::Duration::seconds(600)).to_rfc3339();
+    let mut silent = heartbeat("doomed");
+    silent["at"] = json!(long_ago);
+    let mut worker = event(
+        "worker.heartbeat",
+        json!({"worker_id": "doomed-w", "machine_id": "doomed", "status": "idle"}),
+    );
+    worker["at"] = json!(long_ago);
+    org.send(&app.base, &[silent, worker]).await;
     let mut stream = SseReader::open(&app.base, &org, None).await;
     assert_eq!(stream.expect().await.event, "ready");
 
-    // What removing a machine must do: delete it and announce it, in one transaction.
     let mut tx = app.tenant.begin(TenantContext::org(org.id)).await.unwrap();
-    fleetmon_server::db::sql::query("DELETE FROM machines WHERE id = 'doomed'")
-        .execute(tx.conn())
+    let settings = fleetmon_server::orgs::settings::get(tx.conn(), org.id)
         .await
         .unwrap();
-    let gone = fleetmon_server::live::Changes {
-        machines: ["doomed".to_string()].into(),
-        ..Default::default()
-    };
-    fleetmon_server::live::changes::publish(tx.conn(), org.id, &gone)
-        .await
-        .unwrap();
+    let removal =
+        fleetmon_server::query::fleet::remove_machine(tx.conn(), org.id, &settings, "doomed")
+            .await
+            .unwrap();
     tx.commit().await.unwrap();
-    let removed = stream.until("machine").await.pop().unwrap();
-    assert_eq!(removed.data, json!({"id": "doomed", "removed": true}));
+    assert!(matches!(
+        removal,
+        fleetmon_server::query::fleet::Removal::Removed { .. }
+    ));
+    let mut seen = Vec::new();
+    while rows(&seen).len() < 2 {
+        seen.push(stream.expect().await);
+    }
+    let removed: Vec<(String, Value)> = seen
+        .iter()
+        .filter(|e| e.event == "machine" || e.event == "worker")
+        .map(|e| (e.event.clone(), e.data.clone()))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            (
+                "machine".to_string(),
+                json!({"id": "doomed", "removed": true})
+            ),
+            (
+                "worker".to_string(),
+                json!({"id": "doomed-w", "removed": true})
+            ),
+        ]
+    );
 }
