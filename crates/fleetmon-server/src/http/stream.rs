@@ -150,6 +150,7 @@ fn event(kind: &str, id: &str, data: &impl Serialize) -> Event {
 }
 
 fn resync_event(reason: Resync, id: &str) -> Event {
+    crate::instruments::stream_resync(reason.as_str());
     event("resync", id, &json!({"reason": reason.as_str()}))
 }
 

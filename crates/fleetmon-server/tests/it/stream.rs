@@ -518,6 +518,24 @@ async fn another_orgs_changes_never_appear_and_its_stream_is_not_found() {
         pairs(&[("machine", "b-machine"), ("job", "b-job")])
     );
 
+    // Operators see the streams and the notifications (the registry is the process's, shared
+    // with the other tests running in it, hence lower bounds).
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(value("fleetmon_stream_clients") >= 2.0);
+    assert!(value("fleetmon_change_notifications_total") >= 2.0);
+    assert!(value("fleetmon_notify_lag_seconds") >= 0.0);
+
     // A's credentials on B's stream, no credentials at all, and an ingest token.
     let refused = |org: &Org, token: Option<&str>| {
         let mut request = reqwest::Client::new().get(format!("{}{}", app.base, org.stream_path()));
@@ -537,6 +555,16 @@ async fn another_orgs_changes_never_appear_and_its_stream_is_not_found() {
     assert_eq!(
         refused(&a, Some(&a.ingest)).await,
         (StatusCode::FORBIDDEN, "wrong_token_kind".into())
+    );
+    let bad_window = reqwest::Client::new()
+        .get(format!("{}{}?range=fortnight", app.base, a.stream_path()))
+        .bearer_auth(&a.read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(bad_window).await,
+        (StatusCode::BAD_REQUEST, "invalid_range".into())
     );
 }
 
