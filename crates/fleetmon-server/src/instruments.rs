@@ -30,6 +30,12 @@ struct Instruments {
     db_begin_seconds: Histogram,
     db_connections: Family<Labels, Gauge>,
     jwks_refreshes: Family<Labels, Counter>,
+    stream_clients: Gauge,
+    stream_resyncs: Family<Labels, Counter>,
+    change_listener_up: Gauge,
+    change_listener_losses: Counter,
+    change_notifications: Counter,
+    notify_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
@@ -70,6 +76,42 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         "Fetches of signing key sets (identity providers' and fleetmon's own), by outcome",
         jwks_refreshes.clone(),
     );
+    let stream_clients = Gauge::default();
+    registry.register(
+        "stream_clients",
+        "Live-stream (Server-Sent Events) clients connected to this process",
+        stream_clients.clone(),
+    );
+    let stream_resyncs = Family::<Labels, Counter>::default();
+    registry.register(
+        "stream_resyncs",
+        "resync events sent to live-stream clients, by reason",
+        stream_resyncs.clone(),
+    );
+    let change_listener_up = Gauge::default();
+    registry.register(
+        "change_listener_up",
+        "1 while the change listener is connected and listening, else 0",
+        change_listener_up.clone(),
+    );
+    let change_listener_losses = Counter::default();
+    registry.register(
+        "change_listener_losses",
+        "Times the change listener lost its connection (each makes every stream resync)",
+        change_listener_losses.clone(),
+    );
+    let change_notifications = Counter::default();
+    registry.register(
+        "change_notifications",
+        "Change notifications the listener received",
+        change_notifications.clone(),
+    );
+    let notify_lag_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    registry.register(
+        "notify_lag_seconds",
+        "How long the listener's last self-probe took from NOTIFY to its arrival (every 30 s)",
+        notify_lag_seconds.clone(),
+    );
     let build = Family::<Labels, Gauge>::default();
     build
         .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
@@ -83,6 +125,12 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         db_begin_seconds,
         db_connections,
         jwks_refreshes,
+        stream_clients,
+        stream_resyncs,
+        change_listener_up,
+        change_listener_losses,
+        change_notifications,
+        notify_lag_seconds,
     }
 });
 
@@ -124,6 +172,35 @@ pub fn jwks_refresh(succeeded: bool) {
         .jwks_refreshes
         .get_or_create(&vec![("outcome", outcome.to_string())])
         .inc();
+}
+
+/// A live-stream client connected (`1`) or gone (`-1`).
+pub fn stream_clients(delta: i64) {
+    INSTRUMENTS.stream_clients.inc_by(delta);
+}
+
+/// A `resync` sent to a stream client.
+pub fn stream_resync(reason: &str) {
+    INSTRUMENTS
+        .stream_resyncs
+        .get_or_create(&vec![("reason", reason.to_string())])
+        .inc();
+}
+
+/// The change listener started listening (`true`) or lost its connection.
+pub fn change_listener(up: bool) {
+    INSTRUMENTS.change_listener_up.set(i64::from(up));
+    if !up {
+        INSTRUMENTS.change_listener_losses.inc();
+    }
+}
+
+pub fn change_notification() {
+    INSTRUMENTS.change_notifications.inc();
+}
+
+pub fn notify_lag(lag: Duration) {
+    INSTRUMENTS.notify_lag_seconds.set(lag.as_secs_f64());
 }
 
 /// The request pool as it is at scrape time.

@@ -30,7 +30,7 @@ use super::{ApiError, AppState};
 use crate::live::{Changes, Hub, Pending, Resync, Subscription, MAX_IDS};
 use crate::orgs::{settings as org_settings, Role};
 use crate::query::fleet::{self, Filter};
-use crate::query::{job_rows, overview};
+use crate::query::{jobs, overview};
 
 /// At most about four pushes a second per client.
 const MIN_PUSH_INTERVAL: Duration = Duration::from_millis(250);
@@ -150,6 +150,7 @@ fn event(kind: &str, id: &str, data: &impl Serialize) -> Event {
 }
 
 fn resync_event(reason: Resync, id: &str) -> Event {
+    crate::instruments::stream_resync(reason.as_str());
     event("resync", id, &json!({"reason": reason.as_str()}))
 }
 
@@ -247,7 +248,7 @@ impl Client {
         }
         if !changes.jobs.is_empty() {
             let ids: Vec<String> = changes.jobs.iter().cloned().collect();
-            let rows = job_rows::by_ids(tx.conn(), org, &ids).await?;
+            let rows = jobs::summaries(tx.conn(), org, &ids).await?;
             events.extend(row_events("job", id, &changes.jobs, &rows, |j| &j.id));
         }
         let counters = overview::load(tx.conn(), org, &settings, window).await?;

@@ -21,6 +21,7 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use super::changes::{Changes, MAX_IDS};
+use crate::instruments;
 
 /// How long an org's deliveries are kept for clients that reconnect; also how long an org is
 /// remembered after its last client left.
@@ -301,6 +302,7 @@ impl Hub {
             }
         }
         entry.clients.insert(id, mailbox.clone());
+        instruments::stream_clients(1);
         let subscription = Subscription {
             hub: self.clone(),
             org,
@@ -319,6 +321,7 @@ impl Hub {
         let mut subscribers = self.subscribers.lock().expect("hub lock");
         subscribers.seq += 1;
         subscribers.deliveries += 1;
+        instruments::change_notification();
         let seq = subscribers.seq;
         let Some(entry) = subscribers.by_org.get_mut(&org) else {
             return;
@@ -336,6 +339,7 @@ impl Hub {
         let mut subscribers = self.subscribers.lock().expect("hub lock");
         subscribers.seq += 1;
         subscribers.deliveries += 1;
+        instruments::change_notification();
         let seq = subscribers.seq;
         if let Some(entry) = subscribers.by_org.get_mut(&org) {
             entry.recent.forget(seq);
@@ -349,6 +353,9 @@ impl Hub {
     /// recent deliveries are forgotten, since notifications sent while not listening are lost.
     pub fn set_listening(&self, listening: bool) {
         let was = self.listening.send_replace(listening);
+        if was != listening {
+            instruments::change_listener(listening);
+        }
         if listening && !was {
             let mut subscribers = self.subscribers.lock().expect("hub lock");
             subscribers.seq += 1;
@@ -376,6 +383,7 @@ impl Hub {
     pub fn record_notify_lag(&self, lag: Duration) {
         let micros = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX).max(1);
         self.notify_lag_us.store(micros, Ordering::Relaxed);
+        instruments::notify_lag(lag);
     }
 
     /// Ends every stream, now and from now on (server shutdown).
@@ -452,6 +460,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        instruments::stream_clients(-1);
         let mut subscribers = self.hub.subscribers.lock().expect("hub lock");
         if let Some(org) = subscribers.by_org.get_mut(&self.org) {
             org.clients.remove(&self.id);

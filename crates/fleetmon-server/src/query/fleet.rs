@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::db::sql::{query, query_as, query_scalar};
 use crate::db::DbError;
+use crate::live::changes::{self, Changes};
 use crate::orgs::settings::OrgSettings;
 
 /// Longest page of a fleet listing.
@@ -219,8 +220,8 @@ pub enum Removal {
     NotFound,
 }
 
-/// Removes machine `id` and the rows of its workers, if the machine is offline. History (jobs,
-/// events, metrics) stays. The machine's row is locked first, as ingest locks it before its
+/// Removes machine `id` and the rows of its workers, if the machine is offline, and announces it
+/// to live streams. History (jobs, events, metrics) stays. The machine's row is locked first, as ingest locks it before its
 /// workers: a heartbeat arriving meanwhile waits and then records the machine anew.
 pub async fn remove_machine(
     conn: &mut PgConnection,
@@ -255,7 +256,14 @@ pub async fn remove_machine(
     query("DELETE FROM machines WHERE org_id = $1 AND id = $2")
         .bind(org_id)
         .bind(id)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    // Live streams show them as removed once this commits.
+    let gone = Changes {
+        machines: [id.to_string()].into(),
+        workers: workers.iter().cloned().collect(),
+        ..Changes::default()
+    };
+    changes::publish(conn, org_id, &gone).await?;
     Ok(Removal::Removed { workers })
 }

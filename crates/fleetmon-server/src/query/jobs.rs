@@ -306,6 +306,21 @@ pub async fn list(
     Ok(page(rows, filter.limit))
 }
 
+/// The summaries of the jobs of `org_id` with these ids (those that exist), as the live stream
+/// sends them.
+pub async fn summaries(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    ids: &[String],
+) -> Result<Vec<JobSummary>, DbError> {
+    let sql = concat!(
+        "SELECT ",
+        summary_columns!(),
+        " FROM jobs WHERE org_id = $1 AND id = ANY($2) ORDER BY id"
+    );
+    Ok(query_as(sql).bind(org_id).bind(ids).fetch_all(conn).await?)
+}
+
 fn page(rows: Vec<Listed>, limit: i64) -> Page {
     let cursor = |job: &JobSummary| Cursor {
         created_at: job.created_at,

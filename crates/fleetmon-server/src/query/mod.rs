@@ -3,7 +3,6 @@
 
 pub mod fleet;
 pub mod job_metrics;
-pub mod job_rows;
 pub mod jobs;
 pub mod overview;
 pub mod series;

@@ -194,24 +194,55 @@ fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// A `fleetmon serve` process, killed if the test ends without stopping it.
+struct Replica {
+    served: Option<Served>,
+    base: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(served) = &mut self.served {
+            let _ = served.child.kill();
+            let _ = served.child.wait();
+        }
+    }
+}
+
 /// A `fleetmon serve` process on `database`.
-fn replica(database: &str) -> Served {
+fn replica(database: &str) -> Replica {
     serve_with(&[("DATABASE_URL", url_for(database))])
 }
 
-fn serve_with(env: &[(&str, String)]) -> Served {
+fn serve_with(env: &[(&str, String)]) -> Replica {
     let mut command = fleetmon();
     command.args(["serve", "--listen", "127.0.0.1:0"]);
     for (name, value) in env {
         command.env(name, value);
     }
-    listening(command)
+    let served = listening(command);
+    Replica {
+        base: served.base.clone(),
+        served: Some(served),
+    }
 }
 
-fn stop(served: Served) -> std::process::ExitStatus {
-    kill(Pid::from_raw(served.child.id() as i32), Signal::SIGTERM).unwrap();
-    let Served { mut child, .. } = served;
-    child.wait().unwrap()
+/// Stops `replica` as an operator would (SIGTERM); whether it exited cleanly (its log is
+/// printed when not).
+async fn stop(mut replica: Replica) -> bool {
+    let Served { mut child, log, .. } = replica.served.take().unwrap();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    if !status.success() {
+        let lines: Vec<String> = log.try_iter().collect();
+        eprintln!(
+            "fleetmon serve exited with {status:?}; its log:\n{}",
+            lines.join("\n")
+        );
+    }
+    status.success()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,13 +354,9 @@ async fn a_change_ingested_through_one_replica_is_streamed_by_another_within_a_s
     );
 
     // Shutting down ends the open stream, and the process exits cleanly.
-    let status = tokio::task::spawn_blocking(move || stop(b)).await.unwrap();
-    assert!(status.success(), "{status:?}");
+    assert!(stop(b).await, "a clean exit");
     assert!(stream.next().await.is_none(), "the stream ended");
-    assert!(tokio::task::spawn_blocking(move || stop(a))
-        .await
-        .unwrap()
-        .success());
+    assert!(stop(a).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,10 +377,7 @@ async fn behind_a_transaction_pooler_the_listener_connects_directly() {
         rows(&stream.until("machine").await),
         pairs(&[("machine", "pooled")])
     );
-    assert!(tokio::task::spawn_blocking(move || stop(served))
-        .await
-        .unwrap()
-        .success());
+    assert!(stop(served).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,10 +422,7 @@ async fn a_killed_listener_connection_means_a_resync_then_changes_flow_again() {
     .await
     .unwrap();
     assert_eq!(listeners, 1);
-    assert!(tokio::task::spawn_blocking(move || stop(served))
-        .await
-        .unwrap()
-        .success());
+    assert!(stop(served).await);
 }
 
 /// fleetmon's router in this process, with a listener feeding a hub the test can inspect.
@@ -497,6 +518,24 @@ async fn another_orgs_changes_never_appear_and_its_stream_is_not_found() {
         pairs(&[("machine", "b-machine"), ("job", "b-job")])
     );
 
+    // Operators see the streams and the notifications (the registry is the process's, shared
+    // with the other tests running in it, hence lower bounds).
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(value("fleetmon_stream_clients") >= 2.0);
+    assert!(value("fleetmon_change_notifications_total") >= 2.0);
+    assert!(value("fleetmon_notify_lag_seconds") >= 0.0);
+
     // A's credentials on B's stream, no credentials at all, and an ingest token.
     let refused = |org: &Org, token: Option<&str>| {
         let mut request = reqwest::Client::new().get(format!("{}{}", app.base, org.stream_path()));
@@ -516,6 +555,16 @@ async fn another_orgs_changes_never_appear_and_its_stream_is_not_found() {
     assert_eq!(
         refused(&a, Some(&a.ingest)).await,
         (StatusCode::FORBIDDEN, "wrong_token_kind".into())
+    );
+    let bad_window = reqwest::Client::new()
+        .get(format!("{}{}?range=fortnight", app.base, a.stream_path()))
+        .bearer_auth(&a.read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(bad_window).await,
+        (StatusCode::BAD_REQUEST, "invalid_range".into())
     );
 }
 
@@ -712,31 +761,63 @@ async fn a_stream_ends_once_its_token_is_revoked() {
     .unwrap();
     assert!(tokens::revoke(tx.conn(), token).await.unwrap());
     tx.commit().await.unwrap();
-    assert!(stream.next().await.is_none(), "the stream ended");
+    // At most the overview that followed the last push, then the end.
+    let deadline = Instant::now() + PATIENCE;
+    while let Some(event) = stream.next().await {
+        assert_eq!(event.event, "overview");
+        assert!(Instant::now() < deadline, "the stream goes on");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_row_that_no_longer_exists_is_sent_as_removed() {
+async fn a_removed_machine_and_its_workers_are_sent_as_removed() {
     let app = LiveApp::start().await;
     let org = Org::create(&app.tenant).await;
-    org.send(&app.base, &[heartbeat("doomed")]).await;
+    let long_ago = (chrono::Utc::now() - chrono::Duration::seconds(600)).to_rfc3339();
+    let mut silent = heartbeat("doomed");
+    silent["at"] = json!(long_ago);
+    let mut worker = event(
+        "worker.heartbeat",
+        json!({"worker_id": "doomed-w", "machine_id": "doomed", "status": "idle"}),
+    );
+    worker["at"] = json!(long_ago);
+    org.send(&app.base, &[silent, worker]).await;
     let mut stream = SseReader::open(&app.base, &org, None).await;
     assert_eq!(stream.expect().await.event, "ready");
 
-    // What removing a machine must do: delete it and announce it, in one transaction.
     let mut tx = app.tenant.begin(TenantContext::org(org.id)).await.unwrap();
-    fleetmon_server::db::sql::query("DELETE FROM machines WHERE id = 'doomed'")
-        .execute(tx.conn())
+    let settings = fleetmon_server::orgs::settings::get(tx.conn(), org.id)
         .await
         .unwrap();
-    let gone = fleetmon_server::live::Changes {
-        machines: ["doomed".to_string()].into(),
-        ..Default::default()
-    };
-    fleetmon_server::live::changes::publish(tx.conn(), org.id, &gone)
-        .await
-        .unwrap();
+    let removal =
+        fleetmon_server::query::fleet::remove_machine(tx.conn(), org.id, &settings, "doomed")
+            .await
+            .unwrap();
     tx.commit().await.unwrap();
-    let removed = stream.until("machine").await.pop().unwrap();
-    assert_eq!(removed.data, json!({"id": "doomed", "removed": true}));
+    assert!(matches!(
+        removal,
+        fleetmon_server::query::fleet::Removal::Removed { .. }
+    ));
+    let mut seen = Vec::new();
+    while rows(&seen).len() < 2 {
+        seen.push(stream.expect().await);
+    }
+    let removed: Vec<(String, Value)> = seen
+        .iter()
+        .filter(|e| e.event == "machine" || e.event == "worker")
+        .map(|e| (e.event.clone(), e.data.clone()))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            (
+                "machine".to_string(),
+                json!({"id": "doomed", "removed": true})
+            ),
+            (
+                "worker".to_string(),
+                json!({"id": "doomed-w", "removed": true})
+            ),
+        ]
+    );
 }
