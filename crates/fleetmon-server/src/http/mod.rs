@@ -150,6 +150,7 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         // The dashboard's pages are not API, so they are not in the document.
         .merge(crate::web::router())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(protective_headers))
         .layer(axum::middleware::from_fn(prometheus::track))
         // Spans name the path only: query strings can carry one-time codes and OAuth state.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
@@ -159,6 +160,25 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
 }
 
 /// A browser gets the dashboard's 404 page; everything under `/api` and every API client, JSON.
+/// Every answer, API included, is never sniffed into another type, and is not stored by caches
+/// unless its handler says otherwise (the key set, the hashed assets): API answers carry an org's
+/// data just as pages do.
+async fn protective_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::{header, HeaderValue};
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
 async fn not_found(headers: axum::http::HeaderMap, uri: axum::http::Uri) -> Response {
     if !uri.path().starts_with("/api/") && crate::web::wants_html(&headers) {
         return crate::web::not_found();

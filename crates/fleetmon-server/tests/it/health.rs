@@ -16,6 +16,14 @@ async fn ready_when_the_database_is_migrated() {
     let base = spawn_app(db.tenant()).await;
     let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
+    // API answers are neither sniffed nor stored, unless a handler allows caching.
+    assert_eq!(health.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(health.headers()["cache-control"], "no-store");
+    let keys = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .unwrap();
+    assert_eq!(keys.headers()["cache-control"], "public, max-age=300");
+    assert_eq!(keys.headers()["x-content-type-options"], "nosniff");
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     let body: Readiness = ready.json().await.unwrap();
