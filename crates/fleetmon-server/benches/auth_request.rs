@@ -19,6 +19,8 @@ mod env;
 mod jwt_keys;
 #[path = "support/pg.rs"]
 mod pg;
+#[path = "support/request.rs"]
+mod request;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -81,19 +83,8 @@ impl Target {
     async fn run(&self, probe: &Probe) {
         match probe {
             Probe::Get { path, bearer } => {
-                let mut request = self.http.get(format!("{}{path}", self.base));
-                if let Some(token) = bearer {
-                    request = request.bearer_auth(token);
-                }
-                let response = request.send().await.expect("the in-process server answers");
-                let status = response.status();
-                let body = response.bytes().await.expect("the response body");
-                assert_eq!(
-                    status,
-                    200,
-                    "GET {path}: {}",
-                    String::from_utf8_lossy(&body)
-                );
+                let url = format!("{}{path}", self.base);
+                request::get_ok(&self.http, &url, bearer.as_deref()).await;
             }
             Probe::SessionSql {
                 user_id,

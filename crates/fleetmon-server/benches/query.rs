@@ -30,6 +30,8 @@ mod history;
 mod latency;
 #[path = "support/pgbench.rs"]
 mod pgbench;
+#[path = "support/request.rs"]
+mod request;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,21 +103,8 @@ struct Target {
 
 impl Target {
     async fn get(&self, path: &str) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("the in-process server answers");
-        let status = response.status();
-        let body = response.bytes().await.expect("the response body");
-        assert_eq!(
-            status,
-            200,
-            "GET {path}: {}",
-            String::from_utf8_lossy(&body)
-        );
+        let url = format!("{}{path}", self.base);
+        request::get_ok(&self.http, &url, Some(&self.token)).await;
     }
 }
 
