@@ -63,8 +63,9 @@ fn next_after<'a>(
         .flatten()
 }
 
-/// A viewer's (or read token's) tenant transaction on the org `slug`.
-pub(super) async fn open_read(
+/// A viewer's (or read token's) tenant transaction on the org `slug`: what every read starts
+/// with (the API's and the dashboard's).
+pub(crate) async fn open_read(
     state: &AppState,
     principal: Principal,
     slug: &str,
@@ -131,22 +132,9 @@ pub async fn machine(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<MachineDetail>, ApiError> {
     let (access, mut tx, settings) = open(&state, principal, &slug).await?;
-    let found = fleet::machines(tx.conn(), access.org.id, &settings, &Filter::one(&id))
-        .await?
-        .pop();
-    let workers = match &found {
-        Some(_) => {
-            let filter = Filter {
-                machine: Some(id.clone()),
-                limit: fleet::MAX_PAGE,
-                ..Filter::default()
-            };
-            fleet::workers(tx.conn(), access.org.id, &settings, &filter).await?
-        }
-        None => Vec::new(),
-    };
+    let found = fleet::machine_with_workers(tx.conn(), access.org.id, &settings, &id).await?;
     tx.commit().await?;
-    let machine = found.ok_or_else(|| ApiError::NotFound {
+    let (machine, workers) = found.ok_or_else(|| ApiError::NotFound {
         message: format!("no machine {id:?}"),
     })?;
     Ok(Json(MachineDetail { machine, workers }))
@@ -215,10 +203,23 @@ pub async fn remove_machine(
     principal: Principal,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
-    let mut tx = access.begin_write(&state, Role::Admin).await?;
+    remove_offline_machine(&state, principal, &slug, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes the offline machine `id` of the org `slug` and its workers' rows, with its audit
+/// entry (the API's and the dashboard's removal). Admins only; a machine that is not offline
+/// stays (409 `machine_not_offline`).
+pub(crate) async fn remove_offline_machine(
+    state: &AppState,
+    principal: Principal,
+    slug: &str,
+    id: &str,
+) -> Result<(), ApiError> {
+    let mut access = OrgAccess::resolve(state, principal, slug).await?;
+    let mut tx = access.begin_write(state, Role::Admin).await?;
     let settings = org_settings::get(tx.conn(), access.org.id).await?;
-    let workers = match fleet::remove_machine(tx.conn(), access.org.id, &settings, &id).await? {
+    let workers = match fleet::remove_machine(tx.conn(), access.org.id, &settings, id).await? {
         Removal::Removed { workers } => workers,
         Removal::NotOffline { liveness } => {
             return Err(ApiError::Conflict {
@@ -244,5 +245,5 @@ pub async fn remove_machine(
     )
     .await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::{OrgAccess, Principal};
+use super::fleet::open_read;
 use super::openapi::OrgPath;
 use super::params::Params;
 use super::{ApiError, AppState};
@@ -41,9 +42,10 @@ fn time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
-/// The listing's query string, checked. An empty value counts as not given; `status` may be a
-/// comma-separated list and may repeat; any other parameter may appear once.
-fn filter(pairs: Vec<(String, String)>) -> Result<JobFilter, ApiError> {
+/// The listing's query string, checked (the API's and the dashboard's jobs page). An empty value
+/// counts as not given; `status` may be a comma-separated list and may repeat; any other
+/// parameter may appear once.
+pub(crate) fn filter(pairs: Vec<(String, String)>) -> Result<JobFilter, ApiError> {
     let mut filter = JobFilter {
         limit: jobs::DEFAULT_PAGE,
         ..JobFilter::default()
@@ -162,9 +164,7 @@ pub async fn list(
     Params(pairs): Params<Vec<(String, String)>>,
 ) -> Result<Json<JobPage>, ApiError> {
     let filter = filter(pairs)?;
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
-    access.require(Role::Viewer)?;
-    let mut tx = state.db.begin(access.context()).await?;
+    let (access, mut tx) = open_read(&state, principal, &slug).await?;
     let page = jobs::list(tx.conn(), access.org.id, &filter).await?;
     tx.commit().await?;
     Ok(Json(JobPage {
@@ -184,11 +184,23 @@ pub async fn show(
     principal: Principal,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let (_, detail) = visible_detail(&state, principal, &slug, &id).await?;
+    Ok(Json(detail))
+}
+
+/// The job `id` of the org `slug` as `principal` may see it (the API's and the dashboard's
+/// read): a 404 for a job the org does not have, the payloads withheld where the org says so.
+pub(crate) async fn visible_detail(
+    state: &AppState,
+    principal: Principal,
+    slug: &str,
+    id: &str,
+) -> Result<(OrgAccess, JobDetail), ApiError> {
+    let access = OrgAccess::resolve(state, principal, slug).await?;
     access.require(Role::Viewer)?;
     let mut tx = state.db.begin(access.context()).await?;
     let settings = org_settings::get(tx.conn(), access.org.id).await?;
-    let found = jobs::detail(tx.conn(), access.org.id, &settings, &id).await?;
+    let found = jobs::detail(tx.conn(), access.org.id, &settings, id).await?;
     tx.commit().await?;
     let mut detail = found.ok_or_else(|| ApiError::NotFound {
         message: format!("no job {id:?}"),
@@ -196,5 +208,5 @@ pub async fn show(
     if !settings.payloads_visible_to_viewers && access.role.is_none_or(|r| r < Role::Member) {
         detail.hide_payloads();
     }
-    Ok(Json(detail))
+    Ok((access, detail))
 }
