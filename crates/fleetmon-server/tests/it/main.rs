@@ -5,6 +5,7 @@ mod browser;
 mod catalog;
 mod cli;
 mod dashboard;
+mod dashboard_pages;
 mod embedded;
 mod fixtures;
 mod fleet_api;
