@@ -93,7 +93,8 @@ fn fields(slug: &str, detail: &JobDetail, now: DateTime<Utc>) -> Markup {
             @if let Some(priority) = job.priority { div { dt { "Priority" } dd { (priority) } } }
             @if let Some(workflow) = &job.workflow_id { div { dt { "Workflow" } dd.mono { (filtered(slug, "workflow", workflow)) } } }
             @if let Some(customer) = &job.customer_id { div { dt { "Customer" } dd.mono { (filtered(slug, "customer", customer)) } } }
-            @if let Some(progress) = job.progress {
+            // A finished job's progress says nothing more than its status.
+            @if let Some(progress) = job.progress.filter(|_| job.finished_at.is_none()) {
                 div {
                     dt #progress-label { "Progress" }
                     dd {

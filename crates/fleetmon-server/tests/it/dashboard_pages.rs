@@ -347,6 +347,10 @@ async fn a_retried_job_shows_its_attempts_timeline_and_error_chain() {
     for shown in ["render", "2 of at most 3", "w2", "m2", "online", "6.5 s"] {
         assert!(fields.contains(shown), "{shown:?} in {fields:?}");
     }
+    assert!(
+        !fields.contains("frame 4 of 10"),
+        "a finished job shows no progress: {fields}"
+    );
 
     // The timeline, grouped per attempt, in the order things happened.
     let kinds = |attempt: &'static str| {
@@ -722,4 +726,49 @@ async fn the_overview_counts_the_last_days_jobs_and_lists_its_failures() {
         .assert_clean_console("the failures in the jobs list", &[])
         .await;
     browser.close().await;
+}
+
+#[tokio::test]
+async fn a_bad_filter_is_a_400_page_in_ones_own_org_and_the_404_in_anothers() {
+    let site = Site::start().await;
+    let user = email("filters");
+    let user_id = account(&site.tenant(), &user).await;
+    let other = account(&site.tenant(), &email("other")).await;
+    site.org("mine", "Mine", &[(user_id, Role::Viewer)]).await;
+    site.org("theirs", "Theirs", &[(other, Role::Owner)]).await;
+    let mut api = crate::signin::Browser::new(&site.base);
+    assert_eq!(api.sign_in(&user, PASSWORD).await.status(), 200);
+
+    let bad = api
+        .send(
+            reqwest::Method::GET,
+            "/orgs/mine/jobs?status=lost",
+            None,
+            false,
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.headers().contains_key("content-security-policy"));
+    let text = bad.text().await.unwrap();
+    assert!(
+        text.contains("This filter cannot be used: unknown status"),
+        "{text}"
+    );
+    assert!(text.contains("name=\"status\""), "the filter bar stays");
+
+    // Access is checked before the filter: another org's jobs page is the 404 whatever the
+    // filter, the same bytes as a missing job or page.
+    let mut bodies = Vec::new();
+    for path in [
+        "/orgs/theirs/jobs?status=lost",
+        "/orgs/theirs/jobs",
+        "/orgs/mine/jobs/no-such-job",
+        "/orgs/mine/machines/no-such-machine",
+    ] {
+        let response = api.send(reqwest::Method::GET, path, None, false).await;
+        assert_eq!(response.status(), 404, "{path}");
+        bodies.push(response.text().await.unwrap());
+    }
+    assert!(bodies.iter().all(|b| b == &bodies[0]));
+    assert!(bodies[0].contains("Page not found"));
 }
