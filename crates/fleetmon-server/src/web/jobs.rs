@@ -11,6 +11,7 @@ use axum::response::Response;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{html, Markup};
 
+use super::fleet::REFRESH_S;
 use super::page::{self, ago, duration, encode, InOrg, PageError, Section};
 use super::visitor::Visitor;
 use crate::http::fleet::open_read;
@@ -176,7 +177,15 @@ pub async fn list(
             p.notice.error role="alert" { "This filter cannot be used: " (problem) }
         }
         @if let Some(listed) = &listed {
-            (results(&access.org.slug, &base, &view, listed, now))
+            // The newest page keeps itself current (new jobs appear without a reload); an older
+            // page stays as it was read, or its rows would shift under the reader.
+            @if view.get("cursor").is_empty() {
+                div data-live data-refresh=(REFRESH_S) {
+                    (results(&access.org.slug, &base, &view, listed, now))
+                }
+            } @else {
+                (results(&access.org.slug, &base, &view, listed, now))
+            }
         }
     };
     let in_org = InOrg {

@@ -147,6 +147,32 @@ async fn the_jobs_page_filters_pages_and_a_shared_url_reopens_the_same_view() {
     browser.assert_clean_console("the jobs page", &[]).await;
     browser.screenshot("jobs").await;
 
+    // A job submitted while the newest page is open appears on it without a reload.
+    browser
+        .client
+        .execute("window.fleetmonTestMarker = 1;", vec![])
+        .await
+        .unwrap();
+    site.ingest(
+        org,
+        &[event(
+            "job.submitted",
+            json!({"job_id": "j-new", "name": "upscale new", "job_type": "upscale"}),
+        )],
+    )
+    .await;
+    browser.find("tr[data-job='j-new']").await;
+    let marker = browser
+        .client
+        .execute("return window.fleetmonTestMarker;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(marker, json!(1), "the page was not reloaded");
+    assert_eq!(listed(&browser).await[0], "j-new", "newest first");
+    browser
+        .assert_clean_console("the jobs page's live region", &[])
+        .await;
+
     // The filter bar is a GET form: the filters land in the URL.
     browser
         .find("#f-status option[value='failed']")
