@@ -456,11 +456,7 @@ async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_c
     // A machine ingested while the overview is open appears without a reload.
     browser.goto(&site.url("/orgs/gpu-farm")).await;
     browser.find("li[data-machine='gpu-01']").await;
-    browser
-        .client
-        .execute("window.fleetmonTestMarker = 1;", vec![])
-        .await
-        .unwrap();
+    browser.mark_page().await;
     site.ingest(
         org,
         &[event(
@@ -470,12 +466,7 @@ async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_c
     )
     .await;
     browser.find("li[data-machine='gpu-04']").await;
-    let marker = browser
-        .client
-        .execute("return window.fleetmonTestMarker;", vec![])
-        .await
-        .unwrap();
-    assert_eq!(marker, json!(1), "the page was not reloaded");
+    browser.assert_same_page().await;
     browser.wait_for_text(".summary", "4 machines").await;
     browser
         .assert_clean_console("the overview's live region", &[])

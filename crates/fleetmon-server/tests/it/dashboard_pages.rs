@@ -18,6 +18,13 @@ use crate::dashboard::{email, fleet_events, open_signed_in, post_form, seconds_a
 use crate::ingest_http::event;
 use crate::signin::{account, PASSWORD};
 
+/// Fails unless `text` contains each of `wanted`.
+fn assert_shows(text: &str, wanted: &[&str]) {
+    for shown in wanted {
+        assert!(text.contains(shown), "{shown:?} in {text:?}");
+    }
+}
+
 /// An event of `kind` at `at`.
 fn event_at(kind: &str, at: DateTime<Utc>, fields: Value) -> Value {
     let mut e = event(kind, fields);
@@ -134,25 +141,22 @@ async fn the_jobs_page_filters_pages_and_a_shared_url_reopens_the_same_view() {
         "one page holds them all"
     );
     let failed_row = browser.text("tr[data-job='j-07']").await;
-    for shown in [
-        "render 7",
-        "failed",
-        "render",
-        "w-1",
-        "gpu-01",
-        "OOMError: CUDA out of memory",
-    ] {
-        assert!(failed_row.contains(shown), "{shown:?} in {failed_row:?}");
-    }
+    assert_shows(
+        &failed_row,
+        &[
+            "render 7",
+            "failed",
+            "render",
+            "w-1",
+            "gpu-01",
+            "OOMError: CUDA out of memory",
+        ],
+    );
     browser.assert_clean_console("the jobs page", &[]).await;
     browser.screenshot("jobs").await;
 
     // A job submitted while the newest page is open appears on it without a reload.
-    browser
-        .client
-        .execute("window.fleetmonTestMarker = 1;", vec![])
-        .await
-        .unwrap();
+    browser.mark_page().await;
     site.ingest(
         org,
         &[event(
@@ -162,12 +166,7 @@ async fn the_jobs_page_filters_pages_and_a_shared_url_reopens_the_same_view() {
     )
     .await;
     browser.find("tr[data-job='j-new']").await;
-    let marker = browser
-        .client
-        .execute("return window.fleetmonTestMarker;", vec![])
-        .await
-        .unwrap();
-    assert_eq!(marker, json!(1), "the page was not reloaded");
+    browser.assert_same_page().await;
     assert_eq!(listed(&browser).await[0], "j-new", "newest first");
     browser
         .assert_clean_console("the jobs page's live region", &[])
@@ -437,19 +436,20 @@ async fn a_retried_job_shows_its_attempts_timeline_and_error_chain() {
     let chain = browser.all(".chain > li").await;
     assert_eq!(chain.len(), 1);
     let link = chain[0].text().await.unwrap();
-    for shown in [
-        "Attempt 1",
-        "failed",
-        "retried",
-        "OOMError",
-        "oom",
-        "CUDA out of memory",
-        "RuntimeError: allocator failed",
-        "w1",
-        "m1",
-    ] {
-        assert!(link.contains(shown), "{shown:?} in {link:?}");
-    }
+    assert_shows(
+        &link,
+        &[
+            "Attempt 1",
+            "failed",
+            "retried",
+            "OOMError",
+            "oom",
+            "CUDA out of memory",
+            "RuntimeError: allocator failed",
+            "w1",
+            "m1",
+        ],
+    );
 
     // A member sees the payload and result.
     let payload = browser.text(".split").await;
@@ -566,27 +566,29 @@ async fn a_machine_page_shows_its_gpus_workers_and_events_and_only_admins_remove
     browser.wait_for_path("/orgs/farm/machines/gpu-01").await;
     assert_eq!(browser.text("main h1").await, "gpu-01.lan");
     let host = browser.text(".fields").await;
-    for shown in [
-        "online",
-        "ready",
-        "Ubuntu 24.04",
-        "64 cores",
-        "512 GB",
-        "10.0.0.7",
-    ] {
-        assert!(host.contains(shown), "{shown:?} in {host:?}");
-    }
+    assert_shows(
+        &host,
+        &[
+            "online",
+            "ready",
+            "Ubuntu 24.04",
+            "64 cores",
+            "512 GB",
+            "10.0.0.7",
+        ],
+    );
     let gpus = browser.text(".gpu-inventory").await;
-    for shown in [
-        "GPU 0 · NVIDIA A100 80GB",
-        "87%",
-        "60.0 / 80.0 GB",
-        "GPU 1 · NVIDIA A100 80GB",
-        "13%",
-        "64 °C",
-    ] {
-        assert!(gpus.contains(shown), "{shown:?} in {gpus:?}");
-    }
+    assert_shows(
+        &gpus,
+        &[
+            "GPU 0 · NVIDIA A100 80GB",
+            "87%",
+            "60.0 / 80.0 GB",
+            "GPU 1 · NVIDIA A100 80GB",
+            "13%",
+            "64 °C",
+        ],
+    );
     let busy = browser.text("tr[data-worker='w-busy']").await;
     for shown in ["busy", "j-42", "comfyui: active", "1.4.2"] {
         assert!(busy.contains(shown), "{shown:?} in {busy:?}");
