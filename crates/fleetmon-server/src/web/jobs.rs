@@ -237,7 +237,7 @@ fn filter_bar(base: &str, view: &View) -> Markup {
             div.field {
                 label for="f-range" { "Created" }
                 select #f-range name="range" {
-                    option value="" selected[range.is_empty()] { "Any time, or From/To" }
+                    option value="" selected[range.is_empty()] { "Any time" }
                     @for (value, label) in RANGES {
                         option value=(value) selected[range == *value] { (label) }
                     }
