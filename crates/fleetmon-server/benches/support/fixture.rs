@@ -191,6 +191,23 @@ async fn check_disk(server: &PgConnectOptions, database: &str) {
     );
 }
 
+/// Awaits `future`, polling it again whenever it has not woken for 5 s. Long seeding runs were
+/// seen to stop for good with both sides idle (the generator blocked on the full channel,
+/// PostgreSQL waiting in `COPY` for data, the client parked): a wakeup lost somewhere between
+/// the channel, the sockets and the runtime. Polling again costs nothing and gets it going; the
+/// message says it happened.
+async fn unstall<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    loop {
+        tokio::select! {
+            done = &mut future => return done,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+                eprintln!("  (waited 5 s on {what}; polling it again)");
+            }
+        }
+    }
+}
+
 async fn seed(server: &PgConnectOptions, options: PgConnectOptions, params: Params) -> Fixture {
     let database = params.database();
     let started = Instant::now();
@@ -290,11 +307,17 @@ async fn seed(server: &PgConnectOptions, options: PgConnectOptions, params: Para
     let (mut jobs_sent, mut events_sent) = (0u64, 0u64);
     let copy_started = Instant::now();
     let mut reported = Instant::now();
-    while let Some(chunk) = chunks.recv().await {
-        let (a, b) = tokio::join!(
-            jobs_copy.send(chunk.jobs.into_bytes()),
-            events_copy.send(chunk.events.into_bytes())
-        );
+    while let Some(chunk) = unstall("the generator", chunks.recv()).await {
+        let (a, b) = unstall(
+            "the COPY streams",
+            async {
+                tokio::join!(
+                    jobs_copy.send(chunk.jobs.into_bytes()),
+                    events_copy.send(chunk.events.into_bytes())
+                )
+            },
+        )
+        .await;
         a.unwrap();
         b.unwrap();
         jobs_sent += chunk.job_count as u64;
