@@ -110,6 +110,11 @@ async fn run_locked(
     if !locked {
         return Ok(Outcome::Skipped);
     }
+    // The lock's transaction sits idle while the work runs on other connections: a server-side
+    // idle timeout must not end it (and free the lock) halfway.
+    query("SET LOCAL idle_in_transaction_session_timeout = 0")
+        .execute(lock.conn())
+        .await?;
     let mut report = Report {
         partitions_created: partitions::ensure_around_today(system).await?,
         ..Report::default()
