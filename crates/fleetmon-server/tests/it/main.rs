@@ -5,6 +5,7 @@ mod back_pressure;
 mod browser;
 mod catalog;
 mod cli;
+mod cross_tenant;
 mod dashboard;
 mod embedded;
 mod fixtures;
