@@ -27,11 +27,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::http::header::SET_COOKIE;
 use fleetmon_server::auth::settings::{AuthSettings, OidcConfig};
 use fleetmon_server::auth::users::{self, Identity, Synced};
-use fleetmon_server::auth::{local, sessions, tokens, Auth};
+use fleetmon_server::auth::{local, tokens, Auth};
 use fleetmon_server::db::{TenantContext, TenantDb};
 use fleetmon_server::http::{self, cookies, AppState};
 use fleetmon_server::ingest::Limits;
-use fleetmon_server::orgs::{self, Org};
+use fleetmon_server::orgs;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -89,21 +89,14 @@ impl Target {
             Probe::SessionSql {
                 user_id,
                 session_id,
-            } => {
-                let context = TenantContext::none().with_user(*user_id);
-                let mut tx = self.db.begin(context).await.unwrap();
-                let live = sessions::is_live(tx.conn(), *session_id, *user_id).await;
-                tx.commit().await.unwrap();
-                assert!(live.unwrap(), "the session is live");
-                self.member_role(*user_id).await;
-            }
+            } => self.enter(*user_id, Some(*session_id)).await,
             Probe::ReadTokenSql { org_id, token } => {
                 let mut tx = self.db.begin(TenantContext::org(*org_id)).await.unwrap();
-                let verdict = tokens::authenticate(tx.conn(), *org_id, token).await;
+                let verdict = tokens::authenticate(tx.conn(), *org_id, token, Some(SLUG)).await;
                 tx.commit().await.unwrap();
-                let kind = verdict.unwrap().map(|identity| identity.kind);
-                assert_eq!(kind, Ok(tokens::TokenKind::Read));
-                self.org().await;
+                let found = verdict.unwrap().expect("a valid token");
+                assert_eq!(found.identity.kind, tokens::TokenKind::Read);
+                assert!(found.org.is_some(), "the token's org");
             }
             Probe::ExternalSql { identity } => {
                 let mut tx = self.db.begin(TenantContext::none()).await.unwrap();
@@ -112,26 +105,21 @@ impl Target {
                 let Ok(Synced::Active { user_id, .. }) = synced else {
                     panic!("the external user is active: {synced:?}");
                 };
-                self.member_role(user_id).await;
+                self.enter(user_id, None).await;
             }
         }
     }
 
-    /// `OrgAccess::resolve`'s lookup of the org.
-    async fn org(&self) -> Org {
-        let mut tx = self.db.begin(TenantContext::none()).await.unwrap();
-        let org = orgs::by_slug(tx.conn(), SLUG).await;
-        tx.commit().await.unwrap();
-        org.unwrap().expect("the benchmark's org")
-    }
-
-    /// `OrgAccess::resolve` for a user: the org and their role in it, in one statement.
-    async fn member_role(&self, user_id: Uuid) {
+    /// `OrgAccess::open` for a user: the session check (for fleetmon's own tokens), the org and
+    /// their role in it, in one statement.
+    async fn enter(&self, user_id: Uuid, session: Option<Uuid>) {
         let context = TenantContext::none().with_user(user_id);
         let mut tx = self.db.begin(context).await.unwrap();
-        let found = orgs::membership(tx.conn(), SLUG, user_id).await;
+        let entry = orgs::enter(tx.conn(), user_id, session, Some(SLUG)).await;
         tx.commit().await.unwrap();
-        assert!(found.unwrap().is_some(), "the user is a member");
+        let entry = entry.unwrap();
+        assert!(entry.session_live, "the session is live");
+        assert!(entry.membership.is_some(), "the user is a member");
     }
 
     async fn post(&self, bearer: &str, path: &str, body: Value) -> Value {
@@ -225,7 +213,7 @@ impl Fixture {
             ),
             (label(0), get(&session.token)),
             (
-                "  its SQL alone (2 transactions)".into(),
+                "  its SQL alone (1 transaction)".into(),
                 Probe::SessionSql {
                     user_id: session.user_id,
                     session_id: session.session_id,
@@ -233,7 +221,7 @@ impl Fixture {
             ),
             (label(1), get(&self.read_token)),
             (
-                "  its SQL alone (2 transactions)".into(),
+                "  its SQL alone (1 transaction)".into(),
                 Probe::ReadTokenSql {
                     org_id: self.org_id,
                     token: self.read_token.clone(),

@@ -1,10 +1,10 @@
 //! The query path on a large history: p50/p99 latency and throughput of fleetmon's read
 //! endpoints, through its real router served in process on loopback and authenticated by a
-//! `read` API token, against `pgbench` running the same statements (as `fleetmon_app`, in a
-//! transaction that opens with the tenant context) from the same number of clients in the same
-//! run — and, to tell the auth layer's share from the rest, against pgbench running the
-//! request's whole SQL (the read token's check and the org lookup, each in its own transaction as
-//! `http::auth` runs them, then the case's transaction). The fixture is a generated history of
+//! `read` API token, against `pgbench` running the same SQL (as `fleetmon_app`, in one
+//! transaction that opens with the tenant context, as the request's: the read token's check with
+//! the org's lookup, then the case's statements) from the same number of clients in the same run
+//! — and, to show what the auth statement costs, against pgbench running the case's statements
+//! alone. The fixture is a generated history of
 //! `BENCH_SIZES` jobs with their events across several orgs, seeded once into databases of their
 //! own on an external PostgreSQL server and reused (`support/fixture.rs`); the cases read the
 //! largest org.
@@ -14,7 +14,8 @@
 //!   its user must be able to create databases, and `pgbench` must reach it the same way);
 //! - `BENCH_SIZES` — jobs per fixture, comma-separated (default `1000000,10000000`);
 //! - `BENCH_SEED` (default 2026), `BENCH_RESEED=1` to seed again even if the cache matches,
-//!   `BENCH_SEED_ONLY=1` to seed and stop;
+//!   `BENCH_SEED_ONLY=1` to seed and stop, `BENCH_MIN_FREE_GIB` (default 25) the disk space seeding
+//!   leaves free for other work;
 //! - `BENCH_CLIENTS` (default 4), `BENCH_SECONDS` per case and side (default 10),
 //!   `BENCH_WARMUP` seconds untimed before each (default 2), `BENCH_CASES` to run only the
 //!   cases whose names contain one of these comma-separated words, `BENCH_EXPLAIN=1` to print
@@ -44,7 +45,6 @@ use fleetmon_server::db::sql::{query, query_as, query_scalar};
 use fleetmon_server::db::{TenantContext, TenantDb};
 use fleetmon_server::http::{self, AppState};
 use fleetmon_server::ingest::Limits;
-use fleetmon_server::orgs;
 use fleetmon_server::orgs::settings::OrgSettings;
 use fleetmon_server::query::job_metrics::{self, GroupBy};
 use fleetmon_server::query::jobs::{self, JobFilter};
@@ -434,10 +434,10 @@ struct Row {
     /// Their plans, when printed.
     plans: Vec<String>,
     fleetmon: Figures,
-    /// The case's own transaction.
+    /// The request's SQL: its one transaction, the token check and org lookup included.
     pgbench: Figures,
-    /// The request's whole SQL: the token check and org lookup too.
-    with_auth: Figures,
+    /// The case's statements alone, without the auth statement.
+    query_only: Figures,
     load: String,
 }
 
@@ -480,22 +480,21 @@ async fn bench(fixture: &Fixture, settings: &Settings, only: &[String]) -> Vec<R
         let load = load_average();
         run_http(&target, &case, settings.clients, settings.warmup).await;
         let fleetmon = run_http(&target, &case, settings.clients, settings.seconds).await;
-        let case_tx = |v: &Variant| Transaction {
-            org_id: Some(org.id),
-            statements: v.statements.clone(),
+        let auth = auth_statement(org, &target.token);
+        let transaction = |auth: Option<&Statement>, v: &Variant| {
+            vec![Transaction {
+                org_id: Some(org.id),
+                statements: auth.into_iter().chain(&v.statements).cloned().collect(),
+            }]
         };
-        let alone: Vec<Vec<Transaction>> = case.variants.iter().map(|v| vec![case_tx(v)]).collect();
-        let whole: Vec<Vec<Transaction>> = case
+        let request: Vec<_> = case
             .variants
             .iter()
-            .map(|v| {
-                let mut transactions = auth_transactions(org, &target.token);
-                transactions.push(case_tx(v));
-                transactions
-            })
+            .map(|v| transaction(Some(&auth), v))
             .collect();
-        let pgbench = run_pgbench(fixture, settings, alone).await;
-        let with_auth = run_pgbench(fixture, settings, whole).await;
+        let alone: Vec<_> = case.variants.iter().map(|v| transaction(None, v)).collect();
+        let pgbench = run_pgbench(fixture, settings, request).await;
+        let query_only = run_pgbench(fixture, settings, alone).await;
         rows.push(Row {
             statements: case.variants[0].statements.clone(),
             plans: Vec::new(),
@@ -503,7 +502,7 @@ async fn bench(fixture: &Fixture, settings: &Settings, only: &[String]) -> Vec<R
             kind: case.kind,
             fleetmon,
             pgbench,
-            with_auth,
+            query_only,
             load,
         });
     }
@@ -531,29 +530,21 @@ async fn run_pgbench(
         .unwrap()
 }
 
-/// The transactions a request with a read token runs before its own (see `http::auth`): the
-/// token's check in the org's context, then the org's lookup by slug.
-fn auth_transactions(org: &SeededOrg, token: &str) -> Vec<Transaction> {
+/// The statement a request with a read token runs first in its transaction (see
+/// `http::auth::OrgAccess::open`): the token's check and the org's lookup by slug.
+fn auth_statement(org: &SeededOrg, token: &str) -> Statement {
     let digest: String = Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    vec![
-        Transaction {
-            org_id: Some(org.id),
-            statements: vec![Statement {
-                sql: tokens::AUTHENTICATE_SQL.into(),
-                params: vec![Some(org.id.to_string()), Some(format!("\\x{digest}"))],
-            }],
-        },
-        Transaction {
-            org_id: None,
-            statements: vec![Statement {
-                sql: orgs::BY_SLUG_SQL.into(),
-                params: vec![Some(org.slug.clone())],
-            }],
-        },
-    ]
+    Statement {
+        sql: tokens::AUTHENTICATE_SQL.into(),
+        params: vec![
+            Some(org.id.to_string()),
+            Some(format!("\\x{digest}")),
+            Some(org.slug.clone()),
+        ],
+    }
 }
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of a case's statements, in a tenant transaction as requests run
@@ -606,11 +597,11 @@ fn print_table(fixture: &Fixture, settings: &Settings, rows: &[Row]) {
     );
     println!(
         "| case | fleetmon p50 ms | p99 ms | req/s | pgbench p50 ms | p99 ms | tx/s | ratio | \
-         with auth SQL: p50 ms | tx/s | ratio | load | verdict |"
+         query alone: p50 ms | tx/s | ratio | load | verdict |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
-        let (f, p, a) = (&row.fleetmon, &row.pgbench, &row.with_auth);
+        let (f, p, a) = (&row.fleetmon, &row.pgbench, &row.query_only);
         let ratio = f.per_second / p.per_second;
         let verdict = match row.verdict() {
             Some((ok, targets)) => format!("{} ({targets})", if ok { "met" } else { "MISSED" }),

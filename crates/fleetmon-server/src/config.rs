@@ -15,6 +15,13 @@ pub const DEFAULT_DATA_DIR: &str = "./fleetmon-data";
 pub const DEFAULT_LOG: &str = "info,sqlx=warn";
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 10;
 pub const DEFAULT_DB_CONNECT_TIMEOUT_S: u64 = 30;
+pub const DEFAULT_DB_ACQUIRE_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_RETENTION_INTERVAL_S: u64 = 3600;
+pub const DEFAULT_INGEST_RATE_LIMIT: u32 = 100;
+pub const DEFAULT_INGEST_RATE_BURST: u32 = 400;
+pub const DEFAULT_API_RATE_LIMIT: u32 = 50;
+pub const DEFAULT_API_RATE_BURST: u32 = 200;
+pub const DEFAULT_REQUEST_TIMEOUT_S: u64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +65,11 @@ pub struct DatabaseArgs {
     /// Seconds to keep retrying an unreachable database at start-up [default: 30]
     #[arg(long, env = "FLEETMON_DB_CONNECT_TIMEOUT", value_name = "SECONDS")]
     pub db_connect_timeout: Option<u64>,
+
+    /// Milliseconds a request waits for a free pooled connection before it is answered 503
+    /// [default: 2000]
+    #[arg(long, env = "FLEETMON_DB_ACQUIRE_TIMEOUT_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_acquire_timeout_ms: Option<u64>,
 }
 
 /// Limits on what one ingest request may carry; see `ingest::Limits` for the defaults.
@@ -126,6 +138,101 @@ impl IngestArgs {
     }
 }
 
+/// How `serve` runs retention (`crate::retention`); the batch size also applies to
+/// `fleetmon retention run`.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionArgs {
+    /// Seconds between retention runs of `serve`; 0 turns them off (run `fleetmon retention run`
+    /// from a scheduler instead) [default: 3600]
+    #[arg(long, env = "FLEETMON_RETENTION_INTERVAL", value_name = "SECONDS")]
+    pub retention_interval_s: Option<u64>,
+    /// Rows retention deletes per transaction [default: 5000]
+    #[arg(long, env = "FLEETMON_RETENTION_BATCH_SIZE", value_name = "ROWS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_batch_size: Option<u32>,
+}
+
+/// Retention settings, resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionSettings {
+    /// `None`: `serve` does not run retention.
+    pub interval: Option<Duration>,
+    pub batch_size: u32,
+}
+
+impl RetentionArgs {
+    pub fn resolve(&self, file: &RetentionArgs) -> RetentionSettings {
+        let interval = self
+            .retention_interval_s
+            .or(file.retention_interval_s)
+            .unwrap_or(DEFAULT_RETENTION_INTERVAL_S);
+        RetentionSettings {
+            interval: (interval > 0).then(|| Duration::from_secs(interval)),
+            batch_size: self
+                .retention_batch_size
+                .or(file.retention_batch_size)
+                .unwrap_or(crate::retention::DEFAULT_BATCH_SIZE)
+                .max(1),
+        }
+    }
+}
+
+/// Back-pressure of `serve`: rate limits and the request timeout (`crate::http::protection`).
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectionArgs {
+    /// Ingest requests per second allowed per ingest token, on average; 0 turns the limit off
+    /// [default: 100]
+    #[arg(long, env = "FLEETMON_INGEST_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub ingest_rate_limit: Option<u32>,
+    /// Ingest requests a token may send at once above the average [default: 400]
+    #[arg(long, env = "FLEETMON_INGEST_RATE_BURST", value_name = "REQUESTS")]
+    pub ingest_rate_burst: Option<u32>,
+    /// Other API requests per second allowed per client address, on average; 0 turns the limit
+    /// off [default: 50]
+    #[arg(long, env = "FLEETMON_API_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub api_rate_limit: Option<u32>,
+    /// API requests an address may send at once above the average [default: 200]
+    #[arg(long, env = "FLEETMON_API_RATE_BURST", value_name = "REQUESTS")]
+    pub api_rate_burst: Option<u32>,
+    /// Seconds a request may take to its response head before it is answered 503 (live streams
+    /// are exempt); 0 turns the timeout off [default: 30]
+    #[arg(long, env = "FLEETMON_REQUEST_TIMEOUT", value_name = "SECONDS")]
+    pub request_timeout_s: Option<u64>,
+}
+
+impl ProtectionArgs {
+    pub fn resolve(&self, file: &ProtectionArgs) -> crate::http::Protection {
+        use crate::http::RateLimit;
+        let rate = |per_second: Option<u32>, default_rate, burst: Option<u32>, default_burst| {
+            let per_second = per_second.unwrap_or(default_rate);
+            (per_second > 0).then(|| RateLimit {
+                per_second,
+                burst: burst.unwrap_or(default_burst).max(1),
+            })
+        };
+        let timeout = self
+            .request_timeout_s
+            .or(file.request_timeout_s)
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT_S);
+        crate::http::Protection {
+            ingest_per_token: rate(
+                self.ingest_rate_limit.or(file.ingest_rate_limit),
+                DEFAULT_INGEST_RATE_LIMIT,
+                self.ingest_rate_burst.or(file.ingest_rate_burst),
+                DEFAULT_INGEST_RATE_BURST,
+            ),
+            api_per_address: rate(
+                self.api_rate_limit.or(file.api_rate_limit),
+                DEFAULT_API_RATE_LIMIT,
+                self.api_rate_burst.or(file.api_rate_burst),
+                DEFAULT_API_RATE_BURST,
+            ),
+            request_timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
+        }
+    }
+}
+
 /// The optional `fleetmon.toml`. Unknown keys are errors, so a typo never silently does nothing.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +242,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub db_max_connections: Option<u32>,
     pub db_connect_timeout_s: Option<u64>,
+    pub db_acquire_timeout_ms: Option<u64>,
     pub listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
     pub log: Option<String>,
@@ -146,6 +254,10 @@ pub struct FileConfig {
     pub oidc: Vec<crate::auth::settings::OidcFile>,
     #[serde(flatten)]
     pub ingest: IngestArgs,
+    #[serde(flatten)]
+    pub retention: RetentionArgs,
+    #[serde(flatten)]
+    pub protection: ProtectionArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +332,12 @@ impl DatabaseArgs {
                     .or(file.db_connect_timeout_s)
                     .unwrap_or(DEFAULT_DB_CONNECT_TIMEOUT_S),
             ),
+            acquire_timeout: Duration::from_millis(
+                self.db_acquire_timeout_ms
+                    .or(file.db_acquire_timeout_ms)
+                    .unwrap_or(DEFAULT_DB_ACQUIRE_TIMEOUT_MS)
+                    .max(1),
+            ),
         }
     }
 }
@@ -264,6 +382,45 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(args.resolve(&FileConfig::default()).url, None);
+    }
+
+    #[test]
+    fn back_pressure_and_retention_take_defaults_the_file_and_zero_for_off() {
+        let defaults = ProtectionArgs::default().resolve(&ProtectionArgs::default());
+        assert_eq!(
+            defaults.ingest_per_token,
+            Some(crate::http::RateLimit {
+                per_second: DEFAULT_INGEST_RATE_LIMIT,
+                burst: DEFAULT_INGEST_RATE_BURST
+            })
+        );
+        assert_eq!(
+            defaults.request_timeout,
+            Some(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_S))
+        );
+        let file: FileConfig = toml::from_str(
+            "api_rate_limit = 0\nrequest_timeout_s = 5\nretention_interval_s = 0\n\
+             retention_batch_size = 7\ndb_acquire_timeout_ms = 250\ningest_rate_burst = 9\n",
+        )
+        .unwrap();
+        let flags = ProtectionArgs {
+            request_timeout_s: Some(0),
+            ..Default::default()
+        };
+        let resolved = flags.resolve(&file.protection);
+        assert_eq!(resolved.api_per_address, None);
+        assert_eq!(resolved.request_timeout, None, "the flag wins");
+        assert_eq!(resolved.ingest_per_token.unwrap().burst, 9);
+        let retention = RetentionArgs::default().resolve(&file.retention);
+        assert_eq!((retention.interval, retention.batch_size), (None, 7));
+        let db = DatabaseArgs::default().resolve(&file);
+        assert_eq!(db.acquire_timeout, Duration::from_millis(250));
+        assert_eq!(
+            DatabaseArgs::default()
+                .resolve(&FileConfig::default())
+                .acquire_timeout,
+            Duration::from_millis(DEFAULT_DB_ACQUIRE_TIMEOUT_MS)
+        );
     }
 
     #[test]

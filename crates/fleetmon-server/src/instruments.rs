@@ -36,6 +36,12 @@ struct Instruments {
     change_listener_losses: Counter,
     change_notifications: Counter,
     notify_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    retention_runs: Family<Labels, Counter>,
+    retention_rows_deleted: Family<Labels, Counter>,
+    retention_partitions_dropped: Counter,
+    rate_limited: Family<Labels, Counter>,
+    request_timeouts: Family<Labels, Counter>,
+    db_pool_timeouts: Counter,
 }
 
 static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
@@ -112,6 +118,42 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         "How long the listener's last self-probe took from NOTIFY to its arrival (every 30 s)",
         notify_lag_seconds.clone(),
     );
+    let retention_runs = Family::<Labels, Counter>::default();
+    registry.register(
+        "retention_runs",
+        "Retention runs, by outcome: completed, skipped (another replica held the lock) or failed",
+        retention_runs.clone(),
+    );
+    let retention_rows_deleted = Family::<Labels, Counter>::default();
+    registry.register(
+        "retention_rows_deleted",
+        "Rows removed by retention, by table, whether deleted in batches or with a dropped partition",
+        retention_rows_deleted.clone(),
+    );
+    let retention_partitions_dropped = Counter::default();
+    registry.register(
+        "retention_partitions_dropped",
+        "History partitions dropped by retention",
+        retention_partitions_dropped.clone(),
+    );
+    let rate_limited = Family::<Labels, Counter>::default();
+    registry.register(
+        "http_rate_limited",
+        "Requests refused with 429 by a rate limit, by limit: ingest_token or client_address",
+        rate_limited.clone(),
+    );
+    let request_timeouts = Family::<Labels, Counter>::default();
+    registry.register(
+        "http_request_timeouts",
+        "Requests answered 504 because they ran past the request timeout, by route template",
+        request_timeouts.clone(),
+    );
+    let db_pool_timeouts = Counter::default();
+    registry.register(
+        "db_pool_timeouts",
+        "Requests answered 503 because no pooled connection became free in time",
+        db_pool_timeouts.clone(),
+    );
     let build = Family::<Labels, Gauge>::default();
     build
         .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
@@ -131,6 +173,12 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         change_listener_losses,
         change_notifications,
         notify_lag_seconds,
+        retention_runs,
+        retention_rows_deleted,
+        retention_partitions_dropped,
+        rate_limited,
+        request_timeouts,
+        db_pool_timeouts,
     }
 });
 
@@ -201,6 +249,47 @@ pub fn change_notification() {
 
 pub fn notify_lag(lag: Duration) {
     INSTRUMENTS.notify_lag_seconds.set(lag.as_secs_f64());
+}
+
+/// One retention run ended: `completed`, `skipped` or `failed`.
+pub fn retention_run(outcome: &str) {
+    INSTRUMENTS
+        .retention_runs
+        .get_or_create(&vec![("outcome", outcome.to_string())])
+        .inc();
+}
+
+/// Rows of `table` that retention removed.
+pub fn retention_rows(table: &str, rows: u64) {
+    INSTRUMENTS
+        .retention_rows_deleted
+        .get_or_create(&vec![("table", table.to_string())])
+        .inc_by(rows);
+}
+
+pub fn retention_partition_dropped() {
+    INSTRUMENTS.retention_partitions_dropped.inc();
+}
+
+/// A request refused by the rate limit named `limit`.
+pub fn rate_limited(limit: &str) {
+    INSTRUMENTS
+        .rate_limited
+        .get_or_create(&vec![("limit", limit.to_string())])
+        .inc();
+}
+
+/// A request that ran past the request timeout.
+pub fn request_timeout(route: &str) {
+    INSTRUMENTS
+        .request_timeouts
+        .get_or_create(&vec![("route", route.to_string())])
+        .inc();
+}
+
+/// A request that found the pool full for the whole acquire timeout.
+pub fn db_pool_timeout() {
+    INSTRUMENTS.db_pool_timeouts.inc();
 }
 
 /// The request pool as it is at scrape time.

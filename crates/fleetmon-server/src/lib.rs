@@ -10,6 +10,7 @@ pub mod instruments;
 pub mod live;
 pub mod orgs;
 pub mod query;
+pub mod retention;
 pub mod simulate;
 pub mod telemetry;
 pub mod web;

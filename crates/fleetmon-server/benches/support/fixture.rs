@@ -18,8 +18,11 @@ use super::history::{
     Generator, EVENT_COLUMNS, GENERATOR_VERSION, JOB_COLUMNS, MACHINE_COLUMNS, WORKER_COLUMNS,
 };
 
-/// Seeding stops when the root file system has less free space than this.
-const MIN_FREE_BYTES: u64 = 25 << 30;
+/// Seeding stops when the root file system has less free space than this many GiB
+/// (`BENCH_MIN_FREE_GIB`, default 25): what other work on the machine needs meanwhile.
+fn min_free_bytes() -> u64 {
+    (super::env::env_or("BENCH_MIN_FREE_GIB", 25) as u64) << 30
+}
 /// What a seeded job takes on disk with its events and indexes (measured with migrations 1–5:
 /// 3.1 GB per million).
 const BYTES_PER_JOB: u64 = 3_300;
@@ -174,7 +177,7 @@ fn free_bytes() -> u64 {
 /// space back.
 async fn check_disk(server: &PgConnectOptions, database: &str) {
     let free = free_bytes();
-    if free >= MIN_FREE_BYTES {
+    if free >= min_free_bytes() {
         return;
     }
     if let Ok(mut admin) = server.connect().await {
@@ -184,8 +187,25 @@ async fn check_disk(server: &PgConnectOptions, database: &str) {
     panic!(
         "only {:.1} GiB free on /: seeding stops below {} GiB (the half-seeded {database} was dropped)",
         gib(free),
-        MIN_FREE_BYTES >> 30
+        min_free_bytes() >> 30
     );
+}
+
+/// Awaits `future`, polling it again whenever it has not woken for 5 s. Long seeding runs were
+/// seen to stop for good with both sides idle (the generator blocked on the full channel,
+/// PostgreSQL waiting in `COPY` for data, the client parked): a wakeup lost somewhere between
+/// the channel, the sockets and the runtime. Polling again costs nothing and gets it going; the
+/// message says it happened.
+async fn unstall<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    loop {
+        tokio::select! {
+            done = &mut future => return done,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+                eprintln!("  (waited 5 s on {what}; polling it again)");
+            }
+        }
+    }
 }
 
 async fn seed(server: &PgConnectOptions, options: PgConnectOptions, params: Params) -> Fixture {
@@ -205,13 +225,13 @@ async fn seed(server: &PgConnectOptions, options: PgConnectOptions, params: Para
     .await
     .unwrap();
     let free = free_bytes() + stale as u64;
-    if free < MIN_FREE_BYTES + needed {
+    if free < min_free_bytes() + needed {
         panic!(
             "{database} needs about {:.1} GiB and only {:.1} GiB are free on /: it would leave less \
              than {} GiB; free some space first",
             gib(needed),
             gib(free),
-            MIN_FREE_BYTES >> 30
+            min_free_bytes() >> 30
         );
     }
     eprintln!(
@@ -287,11 +307,14 @@ async fn seed(server: &PgConnectOptions, options: PgConnectOptions, params: Para
     let (mut jobs_sent, mut events_sent) = (0u64, 0u64);
     let copy_started = Instant::now();
     let mut reported = Instant::now();
-    while let Some(chunk) = chunks.recv().await {
-        let (a, b) = tokio::join!(
-            jobs_copy.send(chunk.jobs.into_bytes()),
-            events_copy.send(chunk.events.into_bytes())
-        );
+    while let Some(chunk) = unstall("the generator", chunks.recv()).await {
+        let (a, b) = unstall("the COPY streams", async {
+            tokio::join!(
+                jobs_copy.send(chunk.jobs.into_bytes()),
+                events_copy.send(chunk.events.into_bytes())
+            )
+        })
+        .await;
         a.unwrap();
         b.unwrap();
         jobs_sent += chunk.job_count as u64;

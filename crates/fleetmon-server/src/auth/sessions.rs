@@ -84,20 +84,6 @@ pub async fn refresh(conn: &mut PgConnection, secret: &str) -> Result<Option<Ses
     .await?)
 }
 
-/// Whether the session `id` of `user_id` is still live and its user not deleted (checked on
-/// every request carrying one of its access tokens).
-pub async fn is_live(conn: &mut PgConnection, id: Uuid, user_id: Uuid) -> Result<bool, DbError> {
-    Ok(query_scalar(
-        "SELECT EXISTS (SELECT FROM sessions s JOIN users u ON u.id = s.user_id
-                        WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL
-                          AND s.expires_at > now() AND u.deleted_at IS NULL)",
-    )
-    .bind(id)
-    .bind(user_id)
-    .fetch_one(conn)
-    .await?)
-}
-
 pub async fn revoke(conn: &mut PgConnection, id: Uuid) -> Result<(), DbError> {
     query("UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
         .bind(id)

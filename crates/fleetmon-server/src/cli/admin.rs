@@ -1,5 +1,5 @@
-//! `fleetmon org …` and `fleetmon token …`: administration from the command line, through the same
-//! tenant transactions as requests.
+//! `fleetmon org …`, `token …`, `user …`, `keys …` and `retention run`: administration from the
+//! command line, through the same tenant transactions as requests.
 
 use anyhow::{bail, Context};
 use uuid::Uuid;
@@ -166,5 +166,61 @@ pub async fn rotate_keys(db: &Database) -> anyhow::Result<()> {
     let kid = crate::auth::signing::rotate(tx.conn()).await?;
     tx.commit().await?;
     println!("now signing with key {kid}; the previous key verifies for another hour");
+    Ok(())
+}
+
+/// `fleetmon retention run`: one run now, and what it did.
+pub async fn retention(
+    db: &Database,
+    batch_size: Option<u32>,
+    file: &crate::config::FileConfig,
+) -> anyhow::Result<()> {
+    let batch_size = crate::config::RetentionArgs {
+        retention_batch_size: batch_size,
+        ..Default::default()
+    }
+    .resolve(&file.retention)
+    .batch_size;
+    let outcome =
+        crate::retention::run(&db.system(), &db.tenant(), batch_size, chrono::Utc::now()).await?;
+    let report = match outcome {
+        crate::retention::Outcome::Skipped => {
+            println!("another fleetmon is running retention right now; nothing done");
+            return Ok(());
+        }
+        crate::retention::Outcome::Completed(report) => report,
+    };
+    if report.partitions_created > 0 {
+        println!(
+            "created {} history partitions ahead",
+            report.partitions_created
+        );
+    }
+    for partition in &report.partitions_dropped {
+        println!("dropped partition {partition}");
+    }
+    let tenant = db.tenant();
+    for org in &report.orgs {
+        let mut tx = tenant.begin(TenantContext::none()).await?;
+        let slug = orgs::by_id(tx.conn(), org.org_id)
+            .await?
+            .map_or_else(|| org.org_id.to_string(), |org| org.slug);
+        tx.commit().await?;
+        let deleted: Vec<String> = org
+            .deleted
+            .iter()
+            .map(|(table, rows)| format!("{rows} {table}"))
+            .collect();
+        println!(
+            "{slug}: removed {} (older than {}, retention {} days)",
+            deleted.join(", "),
+            org.cutoff
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            org.retention_days
+        );
+    }
+    if report.orgs.is_empty() {
+        println!("nothing had expired");
+    }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use tokio::sync::watch;
 
 use super::admin;
-use super::serve::{bind, serve_on, shutdown_signal, Listeners};
+use super::serve::{bind, serve_on, shutdown_signal, Listeners, ServeSettings};
 use super::{DemoArgs, SimulationArgs};
 use crate::auth::local;
 use crate::auth::tokens::{self, TokenKind};
@@ -104,7 +104,7 @@ async fn run(
     let server = serve_on(
         db,
         listeners,
-        args_limits(file),
+        settings_of(file),
         auth,
         changes,
         until(server_stopped),
@@ -138,6 +138,11 @@ async fn until(mut flag: watch::Receiver<bool>) {
     let _ = flag.wait_for(|set| *set).await;
 }
 
-fn args_limits(file: &FileConfig) -> crate::ingest::Limits {
-    crate::config::IngestArgs::default().resolve(&file.ingest)
+/// The demo takes its serving settings from `fleetmon.toml` only.
+fn settings_of(file: &FileConfig) -> ServeSettings {
+    ServeSettings {
+        ingest_limits: crate::config::IngestArgs::default().resolve(&file.ingest),
+        protection: crate::config::ProtectionArgs::default().resolve(&file.protection),
+        retention: crate::config::RetentionArgs::default().resolve(&file.retention),
+    }
 }

@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::{DatabaseArgs, FileConfig, GlobalArgs, IngestArgs, LogSettings};
+use crate::config::{
+    DatabaseArgs, FileConfig, GlobalArgs, IngestArgs, LogSettings, ProtectionArgs, RetentionArgs,
+};
 use crate::db::Database;
 use crate::simulate;
 use crate::telemetry;
@@ -54,6 +56,23 @@ pub enum Command {
     /// Manage the keys fleetmon signs its session tokens with.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Delete history older than each organization's retention_days (serve does it hourly).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Run retention once now: drop expired history partitions, delete expired rows and jobs in
+    /// batches, record it in each organization's audit log. Does nothing if another fleetmon is
+    /// running it at the same moment.
+    Run {
+        /// Rows deleted per transaction [default: 5000]
+        #[arg(long, env = "FLEETMON_RETENTION_BATCH_SIZE", value_name = "ROWS", value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: Option<u32>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +213,12 @@ pub struct ServeArgs {
     pub ingest: IngestArgs,
 
     #[command(flatten)]
+    pub protection: ProtectionArgs,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+
+    #[command(flatten)]
     pub auth: crate::auth::settings::AuthArgs,
 }
 
@@ -301,6 +326,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Keys(KeysCommand::Rotate { db }) => {
                 let db = open_migrated(&db, &file).await?;
                 let result = admin::rotate_keys(&db).await;
+                db.close().await;
+                result
+            }
+            Command::Retention(RetentionCommand::Run { batch_size, db }) => {
+                let db = open_migrated(&db, &file).await?;
+                let result = admin::retention(&db, batch_size, &file).await;
                 db.close().await;
                 result
             }

@@ -1,5 +1,5 @@
-//! `fleetmon serve`: the HTTP server on a migrated database, with partition maintenance and the
-//! change listener behind live streams, until Ctrl-C or SIGTERM.
+//! `fleetmon serve`: the HTTP server on a migrated database, with partition maintenance,
+//! retention and the change listener behind live streams, until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,11 +13,12 @@ use super::{open_migrated, ServeArgs};
 use crate::auth::settings::AuthSettings;
 use crate::auth::svix::WebhookSecrets;
 use crate::auth::{signing, Auth};
-use crate::config::{self, FileConfig};
+use crate::config::{self, FileConfig, RetentionSettings};
 use crate::db::{partitions, Database, SystemDb, TenantContext, TenantDb};
 use crate::http::{self, AppState};
 use crate::ingest::Limits;
 use crate::live::{self, Hub};
+use crate::retention;
 
 /// How often `serve` runs its maintenance.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
@@ -26,7 +27,11 @@ const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
 pub async fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let listen = config::resolve_listen(args.listen, file);
-    let ingest_limits = args.ingest.resolve(&file.ingest);
+    let settings = ServeSettings {
+        ingest_limits: args.ingest.resolve(&file.ingest),
+        protection: args.protection.resolve(&file.protection),
+        retention: args.retention.resolve(&file.retention),
+    };
     let auth = args.auth.resolve(file, listen)?;
     let listen_url = args
         .listen_database_url
@@ -43,15 +48,7 @@ pub async fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
             metrics,
         };
         let changes = live::listener::listen_options(listen_url.as_deref(), &db.connect_options())?;
-        serve_on(
-            &db,
-            listeners,
-            ingest_limits,
-            auth,
-            changes,
-            shutdown_signal(),
-        )
-        .await
+        serve_on(&db, listeners, settings, auth, changes, shutdown_signal()).await
     }
     .await;
     db.close().await;
@@ -80,12 +77,19 @@ pub struct Listeners {
     pub metrics: Option<TcpListener>,
 }
 
-/// Serves until `shutdown`, keeping the coming days' partitions ready meanwhile, with live
-/// streams fed by a change listener connecting with `changes`.
+/// How `serve_on` serves: what requests may carry, back-pressure, retention.
+pub struct ServeSettings {
+    pub ingest_limits: Limits,
+    pub protection: http::Protection,
+    pub retention: RetentionSettings,
+}
+
+/// Serves until `shutdown`, keeping the coming days' partitions ready and running retention
+/// meanwhile, with live streams fed by a change listener connecting with `changes`.
 pub async fn serve_on(
     db: &Database,
     listeners: Listeners,
-    ingest_limits: Limits,
+    settings: ServeSettings,
     auth: AuthSettings,
     changes: PgConnectOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -109,6 +113,14 @@ pub async fn serve_on(
     };
     let auth = Auth::new(auth, &db.tenant()).context("could not set up sign-in")?;
     let maintenance = tokio::spawn(maintain(db.system(), db.tenant()));
+    let retention = settings.retention.interval.map(|every| {
+        tokio::spawn(retain(
+            db.system(),
+            db.tenant(),
+            every,
+            settings.retention.batch_size,
+        ))
+    });
     let hub = Arc::new(Hub::default());
     let listening = tokio::spawn(live::listener::run(changes, hub.clone()));
     // Streams opened before the listener listens would only start with a resync.
@@ -117,8 +129,9 @@ pub async fn serve_on(
             "serving without listening for changes yet: live streams start once it does"
         );
     }
-    let mut state = AppState::new(db.tenant(), ingest_limits, auth)
-        .with_live(http::LiveStreams::new(hub.clone()));
+    let mut state = AppState::new(db.tenant(), settings.ingest_limits, auth)
+        .with_live(http::LiveStreams::new(hub.clone()))
+        .with_protection(settings.protection);
     if let Some(webhook) = webhook {
         state = state.with_stack_webhook(webhook);
     }
@@ -145,6 +158,10 @@ pub async fn serve_on(
         metrics.abort();
     }
     maintenance.abort();
+    // A run cut short rolls back its open batch and releases its lock; the next run resumes.
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     tracing::info!("fleetmon stopped serving");
     served.context("the HTTP server failed")
 }
@@ -174,6 +191,37 @@ async fn maintain(system: SystemDb, tenant: TenantDb) {
                 tracing::info!(%kid, "rotated the signing key of fleetmon's access tokens")
             }
             Err(error) => tracing::error!(%error, "could not check the signing key's age"),
+        }
+    }
+}
+
+/// Retention every `every`, the first run at start-up (replicas restarted more often than the
+/// interval must still run it). Only one replica at a time does the work; the others skip.
+async fn retain(system: SystemDb, tenant: TenantDb, every: Duration, batch_size: u32) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match retention::run(&system, &tenant, batch_size, chrono::Utc::now()).await {
+            Ok(outcome) => log_retention(&outcome),
+            Err(error) => tracing::error!(%error, "retention failed; it is tried again next run"),
+        }
+    }
+}
+
+/// One line per run that did something, one per org it removed rows from.
+pub fn log_retention(outcome: &retention::Outcome) {
+    match outcome {
+        retention::Outcome::Skipped => {
+            tracing::info!("retention skipped: another fleetmon is running it")
+        }
+        retention::Outcome::Completed(report) => {
+            for org in &report.orgs {
+                tracing::info!(org = %org.org_id, rows = org.total(), cutoff = %org.cutoff, deleted = ?org.deleted, "retention removed expired data");
+            }
+            if !report.partitions_dropped.is_empty() {
+                tracing::info!(partitions = ?report.partitions_dropped, "retention dropped history partitions");
+            }
         }
     }
 }

@@ -75,6 +75,10 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long to keep retrying an unreachable server at start-up.
     pub connect_timeout: Duration,
+    /// How long a transaction waits for a free pooled connection before failing with
+    /// `PoolTimedOut` (which requests answer with 503): short, so a saturated pool sheds load
+    /// instead of queueing requests without end.
+    pub acquire_timeout: Duration,
 }
 
 /// Parses a `DATABASE_URL` without ever echoing it (it may hold a password).
@@ -170,7 +174,7 @@ pub async fn connect(
     version?;
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(settings.acquire_timeout)
         .connect_lazy_with(options))
 }
 

@@ -68,7 +68,15 @@ impl TenantDb {
 
     pub async fn begin(&self, context: TenantContext) -> Result<TenantTx, DbError> {
         let started = std::time::Instant::now();
-        let tx = self.pool.begin_with(context.begin_statement()).await?;
+        let tx = self
+            .pool
+            .begin_with(context.begin_statement())
+            .await
+            .inspect_err(|error| {
+                if matches!(error, sqlx::Error::PoolTimedOut) {
+                    crate::instruments::db_pool_timeout();
+                }
+            })?;
         crate::instruments::db_begin(started.elapsed());
         Ok(TenantTx { tx })
     }

@@ -12,9 +12,9 @@ use uuid::Uuid;
 use super::{cookies, ApiError, AppState};
 use crate::auth::jwt::TokenError;
 use crate::auth::providers::{Kind, Provider};
+use crate::auth::teams;
 use crate::auth::tokens::{self, TokenKind, TokenRejection};
 use crate::auth::users::{self, Synced};
-use crate::auth::{sessions, teams};
 use crate::db::{TenantContext, TenantTx};
 use crate::orgs::{self, members, Org, Role};
 
@@ -147,21 +147,45 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
             == 0
 }
 
-impl FromRequestParts<AppState> for Principal {
+/// The caller as the request's credentials present them, verified as far as that needs no
+/// database: a JWT's signature and claims, a read token's shape. What is left — whether the
+/// session is live, whether the token exists and is not revoked — runs in the request's own
+/// transaction when the request is on an org ([`OrgAccess::open`]), or in one of its own
+/// ([`Caller::check`], which is what extracting a [`Principal`] does).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Already checked (a user of another provider, after the sync of their claims).
+    Checked(Principal),
+    /// fleetmon's own access token: the session it names is still to be confirmed live.
+    Session { user_id: Uuid, session: Uuid },
+    /// Shaped like an API token of `org_id`; still to be looked up.
+    ApiToken { org_id: Uuid, token: String },
+}
+
+impl From<Principal> for Caller {
+    fn from(principal: Principal) -> Self {
+        Self::Checked(principal)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(token) = bearer(&parts.headers)? {
             if let Some((_, org_id)) = tokens::parse_org(token) {
-                return read_token(state, org_id, token).await;
+                return Ok(Self::ApiToken {
+                    org_id,
+                    token: token.to_string(),
+                });
             }
             let (provider, verified) = state.auth.providers.verify(token).await?;
-            return user_of(state, &provider, &verified).await;
+            return caller_of(state, &provider, &verified).await;
         }
         if let Some(token) = cookies::get(&parts.headers, cookies::ACCESS) {
-            let principal = session_user(state, token).await?;
+            let caller = session_caller(state, token).await?;
             check_csrf(&parts.method, &parts.headers)?;
-            return Ok(principal);
+            return Ok(caller);
         }
         Err(unauthorized(
             "missing_token",
@@ -170,9 +194,52 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// The user of the browser session whose access cookie holds `token` (fleetmon's own token,
-/// naming a live session). Checks no CSRF token: callers that change something must.
-pub(crate) async fn session_user(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+impl Caller {
+    /// Finishes the checks in a short transaction of their own, for requests not on an org.
+    pub async fn check(self, state: &AppState) -> Result<Principal, ApiError> {
+        match self {
+            Self::Checked(principal) => Ok(principal),
+            Self::Session { user_id, session } => {
+                let mut tx = state
+                    .db
+                    .begin(TenantContext::none().with_user(user_id))
+                    .await?;
+                let entry = orgs::enter(tx.conn(), user_id, Some(session), None).await?;
+                tx.commit().await?;
+                if !entry.session_live {
+                    return Err(session_ended());
+                }
+                Ok(Principal::User {
+                    user_id,
+                    session: Some(session),
+                })
+            }
+            Self::ApiToken { org_id, token } => {
+                let token_id = api_token(state, org_id, &token, TokenKind::Read).await?;
+                Ok(Principal::ReadToken { org_id, token_id })
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Caller::from_request_parts(parts, state)
+            .await?
+            .check(state)
+            .await
+    }
+}
+
+fn session_ended() -> ApiError {
+    unauthorized("session_ended", "the session has ended; sign in again")
+}
+
+/// The caller of a browser session whose access cookie holds `token` (fleetmon's own token,
+/// naming a session). Checks no CSRF token: callers that change something must.
+async fn session_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let (provider, verified) = state.auth.providers.verify(token).await?;
     if provider.kind != Kind::Local {
         return Err(unauthorized(
@@ -180,12 +247,13 @@ pub(crate) async fn session_user(state: &AppState, token: &str) -> Result<Princi
             "the session cookie was not issued by fleetmon",
         ));
     }
-    user_of(state, &provider, &verified).await
+    caller_of(state, &provider, &verified).await
 }
 
-async fn read_token(state: &AppState, org_id: Uuid, token: &str) -> Result<Principal, ApiError> {
-    let token_id = api_token(state, org_id, token, TokenKind::Read).await?;
-    Ok(Principal::ReadToken { org_id, token_id })
+/// The user of the browser session whose access cookie holds `token`, its session confirmed
+/// live. Checks no CSRF token: callers that change something must.
+pub(crate) async fn session_user(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    session_caller(state, token).await?.check(state).await
 }
 
 /// Checks that `token` is a live API token of `org_id` of the `expected` kind, in a short tenant
@@ -197,17 +265,25 @@ pub(super) async fn api_token(
     expected: TokenKind,
 ) -> Result<Uuid, ApiError> {
     let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
-    let verdict = tokens::authenticate(tx.conn(), org_id, token).await?;
+    let verdict = tokens::authenticate(tx.conn(), org_id, token, None).await?;
     tx.commit().await?;
+    Ok(token_verdict(verdict, expected)?.identity.token_id)
+}
+
+/// A token lookup's answer as the API gives it.
+fn token_verdict(
+    verdict: Result<tokens::Authenticated, TokenRejection>,
+    expected: TokenKind,
+) -> Result<tokens::Authenticated, ApiError> {
     match verdict {
-        Ok(identity) if identity.kind == expected => Ok(identity.token_id),
-        Ok(identity) => Err(ApiError::Forbidden {
+        Ok(found) if found.identity.kind == expected => Ok(found),
+        Ok(found) => Err(ApiError::Forbidden {
             code: "wrong_token_kind",
             message: match expected {
                 TokenKind::Ingest => "this is a read token; ingest needs an ingest token".into(),
                 TokenKind::Read => format!(
                     "this is an {} token; reading needs a read token or a signed-in user",
-                    identity.kind.as_str()
+                    found.identity.kind.as_str()
                 ),
             },
         }),
@@ -218,13 +294,14 @@ pub(super) async fn api_token(
     }
 }
 
-/// The user a verified JWT stands for: fleetmon's own tokens name the user and session; other
-/// providers' claims are synced into `users` (and may bring org membership with them).
-pub async fn user_of(
+/// Who a verified JWT stands for: fleetmon's own tokens name the user and a session still to be
+/// confirmed; other providers' claims are synced into `users` (and may bring org membership
+/// with them).
+async fn caller_of(
     state: &AppState,
     provider: &Provider,
     verified: &crate::auth::jwt::VerifiedToken,
-) -> Result<Principal, ApiError> {
+) -> Result<Caller, ApiError> {
     if provider.kind == Kind::Local {
         let user_id = Uuid::try_parse(&verified.subject).map_err(|_| {
             unauthorized("bad_subject", "the token's subject is not a fleetmon user")
@@ -236,22 +313,7 @@ pub async fn user_of(
             .and_then(|v| v.as_str())
             .and_then(|sid| Uuid::try_parse(sid).ok())
             .ok_or_else(|| unauthorized("malformed_token", "the token names no session"))?;
-        let mut tx = state
-            .db
-            .begin(TenantContext::none().with_user(user_id))
-            .await?;
-        let live = sessions::is_live(tx.conn(), session, user_id).await?;
-        tx.commit().await?;
-        if !live {
-            return Err(unauthorized(
-                "session_ended",
-                "the session has ended; sign in again",
-            ));
-        }
-        return Ok(Principal::User {
-            user_id,
-            session: Some(session),
-        });
+        return Ok(Caller::Session { user_id, session });
     }
 
     let identity = provider.identity(verified).map_err(
@@ -279,10 +341,22 @@ pub async fn user_of(
             .join_claimed_team(&state.db, user_id, verified)
             .await?;
     }
-    Ok(Principal::User {
+    Ok(Caller::Checked(Principal::User {
         user_id,
         session: None,
-    })
+    }))
+}
+
+/// The user a verified JWT stands for, checked.
+pub async fn user_of(
+    state: &AppState,
+    provider: &Provider,
+    verified: &crate::auth::jwt::VerifiedToken,
+) -> Result<Principal, ApiError> {
+    caller_of(state, provider, verified)
+        .await?
+        .check(state)
+        .await
 }
 
 /// What the caller may do in one org.
@@ -299,38 +373,102 @@ impl OrgAccess {
     /// member whose role is too weak.
     pub async fn resolve(
         state: &AppState,
-        principal: Principal,
+        caller: impl Into<Caller>,
         slug: &str,
     ) -> Result<Self, ApiError> {
+        let (access, tx) = Self::open(state, caller, slug).await?;
+        tx.commit().await?;
+        Ok(access)
+    }
+
+    /// The caller's access to the org `slug` and a tenant transaction on it, opened with the
+    /// caller's remaining checks inside it, so that a read costs one transaction whatever the
+    /// credentials. 404 as [`OrgAccess::resolve`].
+    pub async fn open(
+        state: &AppState,
+        caller: impl Into<Caller>,
+        slug: &str,
+    ) -> Result<(Self, TenantTx), ApiError> {
         let not_found = || ApiError::NotFound {
             message: format!("no organization {slug:?} for you"),
         };
-        let (org, role) = match principal {
-            Principal::ReadToken { org_id, .. } => {
-                let mut tx = state.db.begin(TenantContext::none()).await?;
-                let org = orgs::by_slug(tx.conn(), slug).await?;
-                tx.commit().await?;
-                match org {
-                    Some(org) if org.id == org_id => (org, None),
-                    _ => return Err(not_found()),
+        match caller.into() {
+            Caller::ApiToken { org_id, token } => {
+                let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
+                let verdict = tokens::authenticate(tx.conn(), org_id, &token, Some(slug)).await?;
+                let found = token_verdict(verdict, TokenKind::Read)?;
+                let org = found.org.ok_or_else(not_found)?;
+                let principal = Principal::ReadToken {
+                    org_id,
+                    token_id: found.identity.token_id,
+                };
+                Ok((Self::of(org, None, principal), tx))
+            }
+            Caller::Checked(principal @ Principal::ReadToken { org_id, .. }) => {
+                let mut tx = state.db.begin(TenantContext::org(org_id)).await?;
+                match orgs::by_slug(tx.conn(), slug).await? {
+                    Some(org) if org.id == org_id => Ok((Self::of(org, None, principal), tx)),
+                    _ => Err(not_found()),
                 }
             }
-            Principal::User { user_id, .. } => {
-                let mut tx = state
-                    .db
-                    .begin(TenantContext::none().with_user(user_id))
-                    .await?;
-                let found = orgs::membership(tx.conn(), slug, user_id).await?;
-                tx.commit().await?;
-                let (org, role) = found.ok_or_else(not_found)?;
-                (org, Some(role))
+            Caller::Session { user_id, session } => {
+                Self::enter(state, user_id, Some(session), slug).await
             }
-        };
-        Ok(Self {
+            Caller::Checked(Principal::User { user_id, session }) => {
+                // Checked already: the session need not be confirmed again.
+                let (access, tx) = Self::enter(state, user_id, None, slug).await?;
+                let principal = Principal::User { user_id, session };
+                Ok((
+                    Self {
+                        principal,
+                        ..access
+                    },
+                    tx,
+                ))
+            }
+        }
+    }
+
+    /// A user's access: the session check (when `session` is given) and membership, in the
+    /// transaction the request goes on in.
+    async fn enter(
+        state: &AppState,
+        user_id: Uuid,
+        session: Option<Uuid>,
+        slug: &str,
+    ) -> Result<(Self, TenantTx), ApiError> {
+        let mut tx = state
+            .db
+            .begin(TenantContext::none().with_user(user_id))
+            .await?;
+        let entry = orgs::enter(tx.conn(), user_id, session, Some(slug)).await?;
+        if !entry.session_live {
+            return Err(session_ended());
+        }
+        let (org, role) = entry.membership.ok_or_else(|| ApiError::NotFound {
+            message: format!("no organization {slug:?} for you"),
+        })?;
+        let principal = Principal::User { user_id, session };
+        Ok((Self::of(org, Some(role), principal), tx))
+    }
+
+    fn of(org: Org, role: Option<Role>, principal: Principal) -> Self {
+        Self {
             org,
             role,
             principal,
-        })
+        }
+    }
+
+    /// [`OrgAccess::open`] for a read: viewers and read tokens may.
+    pub async fn open_read(
+        state: &AppState,
+        caller: impl Into<Caller>,
+        slug: &str,
+    ) -> Result<(Self, TenantTx), ApiError> {
+        let (access, tx) = Self::open(state, caller, slug).await?;
+        access.require(Role::Viewer)?;
+        Ok((access, tx))
     }
 
     /// Refuses unless the caller has at least `needed`. Read tokens count as viewers.

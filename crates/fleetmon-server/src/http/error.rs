@@ -27,6 +27,9 @@ pub enum ApiError {
     /// Too many attempts; retry after the given number of seconds.
     #[error("{message}")]
     TooManyRequests { retry_after: u64, message: String },
+    /// Over a rate limit; retry after the given number of seconds.
+    #[error("{message}")]
+    RateLimited { retry_after: u64, message: String },
     /// An upstream identity provider failed.
     #[error("{message}")]
     BadGateway { code: &'static str, message: String },
@@ -51,6 +54,7 @@ impl ApiError {
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::BadGateway { code, .. } => (StatusCode::BAD_GATEWAY, code),
             Self::PayloadTooLarge { code, .. } => (StatusCode::PAYLOAD_TOO_LARGE, code),
             Self::UnsupportedMediaType { code, .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, code),
@@ -63,10 +67,27 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         match &error {
-            DbError::Sql(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => Self::Unavailable {
-                code: "database_unavailable",
-                message: "the database is busy or unreachable; retry shortly".into(),
+            // Every pooled connection stayed busy for the whole acquire timeout: shed the load
+            // rather than queue without end.
+            DbError::Sql(sqlx::Error::PoolTimedOut) => Self::Unavailable {
+                code: "database_busy",
+                message: "every database connection is in use; retry shortly".into(),
             },
+            DbError::Sql(sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => Self::Unavailable {
+                code: "database_unavailable",
+                message: "the database is unreachable; retry shortly".into(),
+            },
+            // The server is shutting down, starting up or out of connections, or dropped ours.
+            DbError::Sql(sqlx::Error::Database(db))
+                if db.code().is_some_and(|code| {
+                    code.starts_with("08") || code.starts_with("57P") || code == "53300"
+                }) =>
+            {
+                Self::Unavailable {
+                    code: "database_unavailable",
+                    message: "the database is unreachable; retry shortly".into(),
+                }
+            }
             _ => Self::Internal(error.to_string()),
         }
     }
@@ -123,7 +144,9 @@ impl IntoResponse for ApiError {
             tracing::error!(%detail, "request failed");
         }
         let retry_after = match &self {
-            Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            Self::TooManyRequests { retry_after, .. } | Self::RateLimited { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         };
         let body = Json(ErrorBody::new(code, self.to_string()));

@@ -8,7 +8,7 @@ use fleetmon_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{OrgAccess, Principal};
+use super::auth::{Caller, OrgAccess};
 use super::openapi::OrgPath;
 use super::params::Params;
 use super::{ApiError, AppState};
@@ -63,27 +63,14 @@ fn next_after<'a>(
         .flatten()
 }
 
-/// A viewer's (or read token's) tenant transaction on the org `slug`: what every read starts
-/// with (the API's and the dashboard's).
-pub(crate) async fn open_read(
-    state: &AppState,
-    principal: Principal,
-    slug: &str,
-) -> Result<(OrgAccess, crate::db::TenantTx), ApiError> {
-    let access = OrgAccess::resolve(state, principal, slug).await?;
-    access.require(Role::Viewer)?;
-    let tx = state.db.begin(access.context()).await?;
-    Ok((access, tx))
-}
-
-/// [`open_read`], and the org's liveness thresholds: what every read of the fleet starts with
-/// (the API's and the dashboard's).
+/// [`OrgAccess::open_read`], and the org's liveness thresholds: what every read of the fleet
+/// starts with (the API's and the dashboard's).
 pub(crate) async fn open(
     state: &AppState,
-    principal: Principal,
+    caller: impl Into<Caller>,
     slug: &str,
 ) -> Result<(OrgAccess, crate::db::TenantTx, org_settings::OrgSettings), ApiError> {
-    let (access, mut tx) = open_read(state, principal, slug).await?;
+    let (access, mut tx) = OrgAccess::open_read(state, caller, slug).await?;
     let settings = org_settings::get(tx.conn(), access.org.id).await?;
     Ok((access, tx, settings))
 }
@@ -101,12 +88,12 @@ pub struct MachinePage {
     responses((status = 200, body = MachinePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn machines(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     Params(query): Params<ListQuery>,
 ) -> Result<Json<MachinePage>, ApiError> {
     let filter = query.filter()?;
-    let (access, mut tx, settings) = open(&state, principal, &slug).await?;
+    let (access, mut tx, settings) = open(&state, caller, &slug).await?;
     let list = fleet::machines(tx.conn(), access.org.id, &settings, &filter).await?;
     tx.commit().await?;
     let next = next_after(list.iter().map(|m| m.id.as_str()), filter.limit);
@@ -128,10 +115,10 @@ pub struct MachineDetail {
     responses((status = 200, body = MachineDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn machine(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<MachineDetail>, ApiError> {
-    let (access, mut tx, settings) = open(&state, principal, &slug).await?;
+    let (access, mut tx, settings) = open(&state, caller, &slug).await?;
     let found = fleet::machine_with_workers(tx.conn(), access.org.id, &settings, &id).await?;
     tx.commit().await?;
     let (machine, workers) = found.ok_or_else(|| ApiError::NotFound {
@@ -153,12 +140,12 @@ pub struct WorkerPage {
     responses((status = 200, body = WorkerPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn workers(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     Params(query): Params<ListQuery>,
 ) -> Result<Json<WorkerPage>, ApiError> {
     let filter = query.filter()?;
-    let (access, mut tx, settings) = open(&state, principal, &slug).await?;
+    let (access, mut tx, settings) = open(&state, caller, &slug).await?;
     let list = fleet::workers(tx.conn(), access.org.id, &settings, &filter).await?;
     tx.commit().await?;
     let next = next_after(list.iter().map(|w| w.id.as_str()), filter.limit);
@@ -179,10 +166,10 @@ pub struct WorkerDetail {
     responses((status = 200, body = WorkerDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn worker(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<WorkerDetail>, ApiError> {
-    let (access, mut tx, settings) = open(&state, principal, &slug).await?;
+    let (access, mut tx, settings) = open(&state, caller, &slug).await?;
     let found = fleet::workers(tx.conn(), access.org.id, &settings, &Filter::one(&id))
         .await?
         .pop();
@@ -200,10 +187,10 @@ pub async fn worker(
         (status = 404, body = ErrorBody), (status = 409, description = "`machine_not_offline`", body = ErrorBody)))]
 pub async fn remove_machine(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    remove_offline_machine(&state, principal, &slug, &id).await?;
+    remove_offline_machine(&state, caller, &slug, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -212,11 +199,11 @@ pub async fn remove_machine(
 /// stays (409 `machine_not_offline`).
 pub(crate) async fn remove_offline_machine(
     state: &AppState,
-    principal: Principal,
+    caller: impl Into<Caller>,
     slug: &str,
     id: &str,
 ) -> Result<(), ApiError> {
-    let mut access = OrgAccess::resolve(state, principal, slug).await?;
+    let mut access = OrgAccess::resolve(state, caller, slug).await?;
     let mut tx = access.begin_write(state, Role::Admin).await?;
     let settings = org_settings::get(tx.conn(), access.org.id).await?;
     let workers = match fleet::remove_machine(tx.conn(), access.org.id, &settings, id).await? {
@@ -238,7 +225,7 @@ pub(crate) async fn remove_offline_machine(
     audit::record(
         tx.conn(),
         access.org.id,
-        &principal.actor(),
+        &access.principal.actor(),
         "machine.removed",
         Some(&format!("machine:{id}")),
         serde_json::json!({ "workers": workers }),

@@ -31,7 +31,8 @@ const ATTEMPTS: u64 = 5;
         (status = 403, description = "Not an ingest token", body = fleetmon_proto::ErrorBody),
         (status = 413, description = "`body_too_large`", body = fleetmon_proto::ErrorBody),
         (status = 415, body = fleetmon_proto::ErrorBody),
-        (status = 503, description = "The database is unavailable; retry with the same event ids", body = fleetmon_proto::ErrorBody),
+        (status = 429, description = "`rate_limited`: this token is over its rate; retry after `Retry-After`", body = fleetmon_proto::ErrorBody),
+        (status = 503, description = "`database_busy`, `database_unavailable` or `request_timeout`; retry after `Retry-After` with the same event ids", body = fleetmon_proto::ErrorBody),
     ))]
 pub async fn ingest(
     State(state): State<AppState>,

@@ -10,8 +10,7 @@ use fleetmon_proto::ErrorBody;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::auth::{OrgAccess, Principal};
-use super::fleet::open_read;
+use super::auth::{Caller, OrgAccess};
 use super::openapi::OrgPath;
 use super::params::Params;
 use super::{ApiError, AppState};
@@ -159,12 +158,12 @@ pub struct JobPage {
     responses((status = 200, body = JobPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     Params(pairs): Params<Vec<(String, String)>>,
 ) -> Result<Json<JobPage>, ApiError> {
     let filter = filter(pairs)?;
-    let (access, mut tx) = open_read(&state, principal, &slug).await?;
+    let (access, mut tx) = OrgAccess::open_read(&state, caller, &slug).await?;
     let page = jobs::list(tx.conn(), access.org.id, &filter).await?;
     tx.commit().await?;
     Ok(Json(JobPage {
@@ -181,24 +180,22 @@ pub async fn list(
     responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let (_, detail) = visible_detail(&state, principal, &slug, &id).await?;
+    let (_, detail) = visible_detail(&state, caller, &slug, &id).await?;
     Ok(Json(detail))
 }
 
-/// The job `id` of the org `slug` as `principal` may see it (the API's and the dashboard's
-/// read): a 404 for a job the org does not have, the payloads withheld where the org says so.
+/// The job `id` of the org `slug` as `caller` may see it (the API's and the dashboard's read):
+/// a 404 for a job the org does not have, the payloads withheld where the org says so.
 pub(crate) async fn visible_detail(
     state: &AppState,
-    principal: Principal,
+    caller: impl Into<Caller>,
     slug: &str,
     id: &str,
 ) -> Result<(OrgAccess, JobDetail), ApiError> {
-    let access = OrgAccess::resolve(state, principal, slug).await?;
-    access.require(Role::Viewer)?;
-    let mut tx = state.db.begin(access.context()).await?;
+    let (access, mut tx) = OrgAccess::open_read(state, caller, slug).await?;
     let settings = org_settings::get(tx.conn(), access.org.id).await?;
     let found = jobs::detail(tx.conn(), access.org.id, &settings, id).await?;
     tx.commit().await?;

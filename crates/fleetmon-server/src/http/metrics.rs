@@ -7,8 +7,7 @@ use fleetmon_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Principal;
-use super::fleet::open_read;
+use super::auth::{Caller, OrgAccess};
 use super::openapi::OrgPath;
 use super::params::{given, Params, WindowQuery};
 use super::{ApiError, AppState};
@@ -58,7 +57,7 @@ pub struct JobMetrics {
     responses((status = 200, body = JobMetrics), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn jobs(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     Params(window): Params<WindowQuery>,
     Params(query): Params<JobsQuery>,
@@ -77,7 +76,7 @@ pub async fn jobs(
         machine: given(query.machine),
         worker: given(query.worker),
     };
-    let (access, mut tx) = open_read(&state, principal, &slug).await?;
+    let (access, mut tx) = OrgAccess::open_read(&state, caller, &slug).await?;
     let (groups, truncated) =
         job_metrics::load(tx.conn(), access.org.id, buckets, group_by, &filters).await?;
     tx.commit().await?;
@@ -104,7 +103,8 @@ pub async fn jobs(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
-    /// The metric, as agents name it (required); `…/metrics/series/names` lists them.
+    /// The metric, as agents name it; `…/metrics/series/names` lists them.
+    #[param(required = true)]
     name: Option<String>,
     /// Only this machine's series.
     machine: Option<String>,
@@ -135,7 +135,7 @@ pub struct SeriesPage {
     responses((status = 200, body = SeriesPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn series(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     Params(window): Params<WindowQuery>,
     Params(query): Params<SeriesQuery>,
@@ -154,7 +154,7 @@ pub async fn series(
         machine: given(query.machine),
         worker: given(query.worker),
     };
-    let (access, mut tx) = open_read(&state, principal, &slug).await?;
+    let (access, mut tx) = OrgAccess::open_read(&state, caller, &slug).await?;
     let (list, truncated) =
         series::load(tx.conn(), access.org.id, &name, &filters, buckets, agg).await?;
     tx.commit().await?;
@@ -188,11 +188,11 @@ pub struct MetricNames {
     responses((status = 200, body = MetricNames), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn series_names(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     Params(query): Params<NamesQuery>,
 ) -> Result<Json<MetricNames>, ApiError> {
-    let (access, mut tx) = open_read(&state, principal, &slug).await?;
+    let (access, mut tx) = OrgAccess::open_read(&state, caller, &slug).await?;
     let machine = given(query.machine);
     let names = series::names(tx.conn(), access.org.id, machine.as_deref()).await?;
     tx.commit().await?;

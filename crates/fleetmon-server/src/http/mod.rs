@@ -15,9 +15,11 @@ pub(crate) mod orgs;
 mod overview;
 mod params;
 mod prometheus;
+mod rate_limit;
 pub(crate) mod signin;
 pub(crate) mod stack_signin;
 mod stream;
+mod timeout;
 mod webhooks;
 
 use std::future::{Future, IntoFuture};
@@ -32,6 +34,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 pub use error::ApiError;
+pub use rate_limit::RateLimit;
 pub use stream::LiveStreams;
 pub use webhooks::StackWebhook;
 
@@ -52,6 +55,18 @@ pub struct AppState {
     pub stack_webhook: Option<std::sync::Arc<StackWebhook>>,
     /// Where live streams subscribe; `None` when no listener feeds them (the stream answers 503).
     pub live: Option<LiveStreams>,
+    pub rate_limits: std::sync::Arc<rate_limit::RateLimits>,
+    /// How long a request may take to its response head; `None`: no limit.
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+/// Back-pressure: rate limits and the request timeout (`config::ProtectionArgs`). Off unless
+/// given, so embedders and tests opt in; `serve` always gives it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Protection {
+    pub ingest_per_token: Option<RateLimit>,
+    pub api_per_address: Option<RateLimit>,
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl AppState {
@@ -63,6 +78,19 @@ impl AppState {
             auth: std::sync::Arc::new(auth),
             stack_webhook: None,
             live: None,
+            rate_limits: std::sync::Arc::default(),
+            request_timeout: None,
+        }
+    }
+
+    pub fn with_protection(self, protection: Protection) -> Self {
+        Self {
+            rate_limits: std::sync::Arc::new(rate_limit::RateLimits::new(
+                protection.ingest_per_token,
+                protection.api_per_address,
+            )),
+            request_timeout: protection.request_timeout,
+            ..self
         }
     }
 
@@ -150,6 +178,9 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         // The dashboard's pages are not API, so they are not in the document.
         .merge(crate::web::router())
         .fallback(not_found)
+        // Inside the metrics, so refused and timed-out requests are counted by status too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), timeout::limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
         .layer(axum::middleware::from_fn(protective_headers))
         .layer(axum::middleware::from_fn(prometheus::track))
         // Spans name the path only: query strings can carry one-time codes and OAuth state.

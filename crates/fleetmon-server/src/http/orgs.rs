@@ -9,7 +9,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{OrgAccess, Principal};
+use super::auth::{Caller, OrgAccess, Principal};
 use super::json::JsonBody;
 use super::openapi::OrgPath;
 use super::params::Params;
@@ -206,10 +206,10 @@ pub(crate) async fn create_org(
     responses((status = 200, body = OrgWithRole), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
 ) -> Result<Json<OrgWithRole>, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let access = OrgAccess::resolve(&state, caller, &slug).await?;
     access.require(Role::Viewer)?;
     Ok(Json(OrgWithRole {
         org: access.org,
@@ -222,15 +222,15 @@ pub async fn show(
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
     access.require(Role::Owner)?;
     let mut tx = access.begin_write(&state, Role::Owner).await?;
     orgs::delete(tx.conn(), access.org.id).await?;
     tx.commit().await?;
-    tracing::info!(org = %access.org.slug, actor = %principal.actor(), "deleted an organization");
+    tracing::info!(org = %access.org.slug, actor = %access.principal.actor(), "deleted an organization");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -246,12 +246,11 @@ pub struct MemberList {
     responses((status = 200, body = MemberList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn members(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
 ) -> Result<Json<MemberList>, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let (access, mut tx) = OrgAccess::open(&state, caller, &slug).await?;
     access.require(Role::Viewer)?;
-    let mut tx = state.db.begin(access.context()).await?;
     let list = members::list(tx.conn(), access.org.id).await?;
     let invited = members::invitations(tx.conn(), access.org.id).await?;
     tx.commit().await?;
@@ -288,25 +287,25 @@ fn manage(access: &OrgAccess, role: Role) -> Result<(), ApiError> {
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn add_member(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     JsonBody(body): JsonBody<AddMember>,
 ) -> Result<(StatusCode, Json<Added>), ApiError> {
-    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
     let mut tx = access.begin_write(&state, needed(body.role)).await?;
     let added = members::add_by_email(
         tx.conn(),
         access.org.id,
         &body.email,
         body.role,
-        principal.user_id(),
+        access.principal.user_id(),
         access.role == Some(Role::Owner),
     )
     .await?;
     audit::record(
         tx.conn(),
         access.org.id,
-        &principal.actor(),
+        &access.principal.actor(),
         "member.added",
         Some(&body.email.trim().to_lowercase()),
         json!({ "role": body.role, "result": added }),
@@ -334,11 +333,11 @@ pub struct RoleChanged {
         (status = 404, body = ErrorBody), (status = 409, description = "`last_owner`", body = ErrorBody)))]
 pub async fn change_role(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path((slug, user_id)): Path<(String, Uuid)>,
     JsonBody(body): JsonBody<ChangeRole>,
 ) -> Result<Json<RoleChanged>, ApiError> {
-    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
     let mut tx = access.begin_write(&state, needed(body.role)).await?;
     let current = members::role_for_update(tx.conn(), access.org.id, user_id).await?;
     manage(&access, current)?;
@@ -346,7 +345,7 @@ pub async fn change_role(
     audit::record(
         tx.conn(),
         access.org.id,
-        &principal.actor(),
+        &access.principal.actor(),
         "member.role_changed",
         Some(&format!("user:{user_id}")),
         json!({ "from": current, "to": body.role }),
@@ -366,11 +365,11 @@ pub async fn change_role(
         (status = 404, body = ErrorBody), (status = 409, description = "`last_owner`", body = ErrorBody)))]
 pub async fn remove_member(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path((slug, user_id)): Path<(String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
-    let leaving = principal.user_id() == Some(user_id);
+    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
+    let leaving = access.principal.user_id() == Some(user_id);
     let mut tx = access
         .begin_write(&state, if leaving { Role::Viewer } else { Role::Admin })
         .await?;
@@ -382,7 +381,7 @@ pub async fn remove_member(
     audit::record(
         tx.conn(),
         access.org.id,
-        &principal.actor(),
+        &access.principal.actor(),
         "member.removed",
         Some(&format!("user:{user_id}")),
         json!({ "role": current }),
@@ -398,10 +397,10 @@ pub async fn remove_member(
     responses((status = 204, description = "Cancelled"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn cancel_invitation(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path((slug, email)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
     access.require(Role::Admin)?;
     let mut tx = access.begin_write(&state, Role::Admin).await?;
     if !members::cancel_invitation(tx.conn(), access.org.id, &email).await? {
@@ -412,7 +411,7 @@ pub async fn cancel_invitation(
     audit::record(
         tx.conn(),
         access.org.id,
-        &principal.actor(),
+        &access.principal.actor(),
         "invitation.cancelled",
         Some(&email),
         json!({}),
@@ -432,12 +431,11 @@ pub struct TokenList {
     responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_tokens(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
 ) -> Result<Json<TokenList>, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let (access, mut tx) = OrgAccess::open(&state, caller, &slug).await?;
     access.require(Role::Admin)?;
-    let mut tx = state.db.begin(access.context()).await?;
     let list = tokens::list(tx.conn()).await?;
     tx.commit().await?;
     Ok(Json(TokenList { tokens: list }))
@@ -466,11 +464,11 @@ pub struct CreatedToken {
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     JsonBody(body): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
     access.require(Role::Admin)?;
     let kind = TokenKind::parse(&body.kind).ok_or_else(|| ApiError::BadRequest {
         code: "invalid_token_kind",
@@ -484,11 +482,18 @@ pub async fn create_token(
         });
     }
     let mut tx = access.begin_write(&state, Role::Admin).await?;
-    let token = tokens::create(tx.conn(), access.org.id, kind, name, principal.user_id()).await?;
+    let token = tokens::create(
+        tx.conn(),
+        access.org.id,
+        kind,
+        name,
+        access.principal.user_id(),
+    )
+    .await?;
     audit::record(
         tx.conn(),
         access.org.id,
-        &principal.actor(),
+        &access.principal.actor(),
         "token.created",
         Some(&format!("token:{}", token.id)),
         json!({ "kind": kind.as_str(), "name": name }),
@@ -512,10 +517,10 @@ pub async fn create_token(
     responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_token(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path((slug, id)): Path<(String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
     access.require(Role::Admin)?;
     let mut tx = access.begin_write(&state, Role::Admin).await?;
     if !tokens::revoke(tx.conn(), id).await? {
@@ -526,7 +531,7 @@ pub async fn revoke_token(
     audit::record(
         tx.conn(),
         access.org.id,
-        &principal.actor(),
+        &access.principal.actor(),
         "token.revoked",
         Some(&format!("token:{id}")),
         json!({}),
@@ -557,14 +562,13 @@ pub struct AuditPage {
     responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn audit_log(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     Params(page): Params<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let (access, mut tx) = OrgAccess::open(&state, caller, &slug).await?;
     access.require(Role::Admin)?;
     let limit = page.limit.unwrap_or(100).clamp(1, 500);
-    let mut tx = state.db.begin(access.context()).await?;
     let entries = audit::page(tx.conn(), access.org.id, page.before, limit).await?;
     tx.commit().await?;
     let next = (entries.len() as i64 == limit)
@@ -586,12 +590,11 @@ pub struct SettingsBody {
     responses((status = 200, body = SettingsBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn settings(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
 ) -> Result<Json<SettingsBody>, ApiError> {
-    let access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let (access, mut tx) = OrgAccess::open(&state, caller, &slug).await?;
     access.require(Role::Viewer)?;
-    let mut tx = state.db.begin(access.context()).await?;
     let current = org_settings::get(tx.conn(), access.org.id).await?;
     tx.commit().await?;
     Ok(Json(SettingsBody { settings: current }))
@@ -604,18 +607,18 @@ pub async fn settings(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_settings(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     JsonBody(patch): JsonBody<SettingsPatch>,
 ) -> Result<Json<SettingsBody>, ApiError> {
-    let mut access = OrgAccess::resolve(&state, principal, &slug).await?;
+    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
     access.require(Role::Admin)?;
     let mut tx = access.begin_write(&state, Role::Admin).await?;
     let next = org_settings::update(tx.conn(), access.org.id, &patch).await?;
     audit::record(
         tx.conn(),
         access.org.id,
-        &principal.actor(),
+        &access.principal.actor(),
         "settings.updated",
         None,
         json!(next),

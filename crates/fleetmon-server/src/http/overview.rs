@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use fleetmon_proto::ErrorBody;
 
-use super::auth::Principal;
+use super::auth::Caller;
 use super::fleet::open;
 use super::openapi::OrgPath;
 use super::params::{Params, WindowQuery};
@@ -19,12 +19,12 @@ use crate::query::overview::{self, Overview};
     responses((status = 200, body = Overview), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn overview(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Path(slug): Path<String>,
     Params(query): Params<WindowQuery>,
 ) -> Result<Json<Overview>, ApiError> {
     let window = query.window()?;
-    let (access, mut tx, settings) = open(&state, principal, &slug).await?;
+    let (access, mut tx, settings) = open(&state, caller, &slug).await?;
     let overview = overview::load(tx.conn(), access.org.id, &settings, window).await?;
     tx.commit().await?;
     Ok(Json(overview))

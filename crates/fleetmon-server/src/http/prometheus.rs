@@ -16,12 +16,7 @@ use crate::instruments;
 /// org slugs and ids). Parameters are written `:org` rather than axum's `{org}`: braces inside
 /// label values trip up simpler exposition parsers and need escaping in PromQL regexes.
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .replace('{', ":")
-        .replace('}', "");
+    let route = route_label(request.extensions().get::<MatchedPath>());
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
@@ -32,6 +27,14 @@ pub async fn track(request: Request, next: Next) -> Response {
         started.elapsed(),
     );
     response
+}
+
+/// How metrics name a route: its template with `:name` parameters, or `unmatched`.
+pub(super) fn route_label(route: Option<&MatchedPath>) -> String {
+    route
+        .map_or("unmatched", MatchedPath::as_str)
+        .replace('{', ":")
+        .replace('}', "")
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

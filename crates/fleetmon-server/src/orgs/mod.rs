@@ -144,13 +144,9 @@ pub async fn create(
     Ok(org)
 }
 
-/// The statement of [`by_slug`]; public for the query benchmark's `pgbench` run.
-pub const BY_SLUG_SQL: &str =
-    "SELECT id, slug, name, created_at FROM organizations WHERE slug = $1";
-
 /// The org with `slug`; organizations are global, so this needs no tenant context.
 pub async fn by_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<Org>, DbError> {
-    let org = query_as(BY_SLUG_SQL)
+    let org = query_as("SELECT id, slug, name, created_at FROM organizations WHERE slug = $1")
         .bind(slug)
         .fetch_optional(conn)
         .await?;
@@ -178,35 +174,77 @@ pub async fn of_user(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<Membe
     .await?)
 }
 
-/// The org with `slug` and the role `user_id` has in it, in one statement, in the user's own
+/// What [`enter`] found.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Whether the session named is live and its user not deleted (`true` when none was named).
+    pub session_live: bool,
+    /// The org and the user's role in it; `None` when there is no such org or they are not a
+    /// member — the caller cannot tell which, and neither can anyone it answers — and when the
+    /// session has ended.
+    pub membership: Option<(Org, Role)>,
+}
+
+/// The session check and org lookup of a user's request, in one statement, in the user's own
 /// context (`TenantContext::none().with_user(user_id)`: the memberships policy shows a user with
-/// no org selected their own memberships). `None` when there is no such org or they are not a
-/// member — the caller cannot tell which, and neither can anyone it answers.
-pub async fn membership(
+/// no org selected their own memberships): whether `session` (fleetmon's own sign-in, if the
+/// request carries one) is still live, and the org `slug` (if the request names one) with the
+/// user's role in it. When the user is a member, the statement also makes that org the
+/// transaction's tenant (`fleetmon.org_id`), so the request's own statements follow in the same
+/// transaction.
+pub async fn enter(
     conn: &mut PgConnection,
-    slug: &str,
     user_id: Uuid,
-) -> Result<Option<(Org, Role)>, DbError> {
-    let row: Option<(Uuid, String, String, chrono::DateTime<chrono::Utc>, String)> = query_as(
-        "SELECT o.id, o.slug, o.name, o.created_at, m.role
-         FROM organizations o JOIN memberships m ON m.org_id = o.id AND m.user_id = $2
-         WHERE o.slug = $1",
+    session: Option<Uuid>,
+    slug: Option<&str>,
+) -> Result<Entry, DbError> {
+    type Row = (
+        bool,
+        Option<Uuid>,
+        Option<String>,
+        Option<String>,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<String>,
+        Option<String>,
+    );
+    let (session_live, id, slug, name, created_at, role, _): Row = query_as(
+        "SELECT live.ok, o.id, o.slug, o.name, o.created_at, m.role,
+                CASE WHEN o.id IS NOT NULL
+                     THEN set_config('fleetmon.org_id', o.id::text, true) END
+         FROM (SELECT $2::uuid IS NULL OR EXISTS (
+                   SELECT FROM sessions s JOIN users u ON u.id = s.user_id
+                   WHERE s.id = $2 AND s.user_id = $1 AND s.revoked_at IS NULL
+                     AND s.expires_at > now() AND u.deleted_at IS NULL) AS ok) live
+         LEFT JOIN (organizations o JOIN memberships m ON m.org_id = o.id AND m.user_id = $1)
+                ON live.ok AND o.slug = $3::text",
     )
-    .bind(slug)
     .bind(user_id)
-    .fetch_optional(conn)
+    .bind(session)
+    .bind(slug)
+    .fetch_one(conn)
     .await?;
-    Ok(row.and_then(|(id, slug, name, created_at, role)| {
-        Some((
+    let membership = match (
+        id,
+        slug,
+        name,
+        created_at,
+        role.as_deref().and_then(Role::parse),
+    ) {
+        (Some(id), Some(slug), Some(name), Some(created_at), Some(role)) => Some((
             Org {
                 id,
                 slug,
                 name,
                 created_at,
             },
-            Role::parse(&role)?,
-        ))
-    }))
+            role,
+        )),
+        _ => None,
+    };
+    Ok(Entry {
+        session_live,
+        membership,
+    })
 }
 
 /// Deletes the org of `conn`'s transaction and, through the foreign keys, all of its data.

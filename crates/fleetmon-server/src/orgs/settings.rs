@@ -14,7 +14,7 @@ pub struct OrgSettings {
     pub stale_after_s: u32,
     /// … and this long, `offline`.
     pub offline_after_s: u32,
-    /// History older than this is dropped.
+    /// History (and the jobs whose state is) older than this many days is deleted by retention.
     pub retention_days: u32,
     /// Whether viewers and read tokens see job payloads and results (members and above always do).
     pub payloads_visible_to_viewers: bool,
@@ -86,16 +86,23 @@ pub async fn get(conn: &mut PgConnection, org_id: Uuid) -> Result<OrgSettings, D
             .bind(org_id)
             .fetch_one(conn)
             .await?;
-    let defaults = serde_json::to_value(OrgSettings::default()).expect("settings serialize");
-    let mut merged = defaults.as_object().cloned().unwrap_or_default();
-    if let Some(stored) = stored.as_object() {
-        for (key, value) in stored {
-            if merged.contains_key(key) {
-                merged.insert(key.clone(), value.clone());
+    Ok(OrgSettings::from_stored(&stored))
+}
+
+impl OrgSettings {
+    /// The settings a stored `organizations.settings` value says, defaults for what it lacks.
+    pub fn from_stored(stored: &serde_json::Value) -> Self {
+        let defaults = serde_json::to_value(Self::default()).expect("settings serialize");
+        let mut merged = defaults.as_object().cloned().unwrap_or_default();
+        if let Some(stored) = stored.as_object() {
+            for (key, value) in stored {
+                if merged.contains_key(key) {
+                    merged.insert(key.clone(), value.clone());
+                }
             }
         }
+        serde_json::from_value(serde_json::Value::Object(merged)).unwrap_or_default()
     }
-    Ok(serde_json::from_value(serde_json::Value::Object(merged)).unwrap_or_default())
 }
 
 /// Applies `patch`, locking the row so concurrent updates do not lose each other's fields.

@@ -14,7 +14,7 @@ use maud::{html, Markup};
 use super::fleet::REFRESH_S;
 use super::page::{self, ago, duration, encode, InOrg, PageError, Section};
 use super::visitor::Visitor;
-use crate::http::fleet::open_read;
+use crate::http::auth::OrgAccess;
 use crate::http::jobs::filter;
 use crate::http::{ApiError, AppState};
 use crate::orgs::Role;
@@ -143,7 +143,7 @@ pub async fn list(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, PageError> {
     // Access first: a bad filter on someone else's org is that org's 404, never a 400.
-    let (access, mut tx) = open_read(&state, visitor.principal, &slug).await?;
+    let (access, mut tx) = OrgAccess::open_read(&state, visitor.principal, &slug).await?;
     let (view, checked) = match query {
         Ok(Query(pairs)) => (View::new(pairs), Ok(())),
         Err(rejection) => (View::new(Vec::new()), Err(rejection.body_text())),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use fleetmon_server::db::migrate::MIGRATIONS;
 use fleetmon_server::db::sql::query_scalar;
+use fleetmon_server::db::TenantContext;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -60,6 +61,7 @@ fn every_command_has_help() {
         vec!["serve", "--help"],
         vec!["migrate", "--help"],
         vec!["keys", "rotate", "--help"],
+        vec!["retention", "run", "--help"],
     ] {
         let output = run(fleetmon().args(&args));
         assert!(output.status.success(), "{args:?}");
@@ -452,6 +454,44 @@ fn orgs_and_tokens_from_the_command_line() {
         .args(["token", "list", "--org", "nope"])
         .env("DATABASE_URL", &url)));
     assert!(line.contains("no organization \"nope\""), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_once_from_the_command_line() {
+    let db = TestDb::new().await;
+    let org = crate::fixtures::create_org(&db.tenant(), "ret").await;
+    let mut tx = db.tenant().begin(TenantContext::org(org)).await.unwrap();
+    // A job finished 40 days ago: past the default 30 days.
+    fleetmon_server::db::sql::query(
+        "INSERT INTO jobs (org_id, id, status, created_at, state_rank, state_at, state_event_id)
+         VALUES ($1, 'old', 'completed', now() - interval '40 days', 4,
+                 now() - interval '40 days', gen_random_uuid())",
+    )
+    .bind(org)
+    .execute(tx.conn())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let url = url_for(&db.name);
+    let once = || {
+        let output = run(fleetmon()
+            .args(["retention", "run", "--batch-size", "10"])
+            .env("DATABASE_URL", &url));
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let first = once();
+    assert!(
+        first.contains("removed 1 jobs (older than") && first.contains("retention 30 days"),
+        "{first}"
+    );
+    assert!(once().contains("nothing had expired"));
+    let mut tx = db.tenant().begin(TenantContext::org(org)).await.unwrap();
+    let remaining: i64 = query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+    assert_eq!(remaining, 0);
 }
 
 #[test]

@@ -281,10 +281,21 @@ pub fn serve_app(
     limits: fleetmon_server::ingest::Limits,
     auth: fleetmon_server::auth::settings::AuthSettings,
 ) {
-    use fleetmon_server::http::{self, AppState};
     let auth = fleetmon_server::auth::Auth::new(auth, &db).unwrap();
-    let router = http::router(AppState::new(db, limits, auth));
-    tokio::spawn(http::serve(listener, router, std::future::pending()));
+    serve_state(
+        listener,
+        fleetmon_server::http::AppState::new(db, limits, auth),
+    );
+}
+
+/// Serves the router of `state` on `listener` until the test ends.
+pub fn serve_state(listener: tokio::net::TcpListener, state: fleetmon_server::http::AppState) {
+    use fleetmon_server::http;
+    tokio::spawn(http::serve(
+        listener,
+        http::router(state),
+        std::future::pending(),
+    ));
 }
 
 /// Settings with built-in accounts only.

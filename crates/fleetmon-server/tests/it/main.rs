@@ -1,9 +1,11 @@
 //! Integration tests of fleetmon-server: against a real PostgreSQL (see `harness`) and, for
 //! OpenID Connect, a real provider (see `oidc_provider`).
 
+mod back_pressure;
 mod browser;
 mod catalog;
 mod cli;
+mod cross_tenant;
 mod dashboard;
 mod dashboard_pages;
 mod embedded;
@@ -27,6 +29,7 @@ mod pool_hygiene;
 mod projection;
 mod prometheus;
 mod property;
+mod retention;
 mod signin;
 mod stack_client;
 mod stack_signin;

@@ -111,6 +111,7 @@ impl PgBouncer {
             data_dir: self.dir.clone(),
             max_connections: size,
             connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
         };
         db::connect(options, &settings)
             .await

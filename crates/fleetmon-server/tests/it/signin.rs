@@ -220,6 +220,15 @@ async fn a_session_signs_in_refreshes_and_signs_out_with_safe_cookies() {
         error_code(after).await,
         (StatusCode::UNAUTHORIZED, "session_ended".into())
     );
+    // Also on an org's data, where the session is checked inside the read's own transaction.
+    for path in ["/api/v1/orgs/mine", "/api/v1/orgs/mine/jobs"] {
+        let after = bearer_get(format!("{base}{path}"), access.clone()).await;
+        assert_eq!(
+            error_code(after).await,
+            (StatusCode::UNAUTHORIZED, "session_ended".into()),
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]

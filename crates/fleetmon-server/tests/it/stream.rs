@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fleetmon_server::auth::tokens::{self, TokenKind};
 use fleetmon_server::db::sql::query_scalar;
 use fleetmon_server::db::{TenantContext, TenantDb};
-use fleetmon_server::http::{self, AppState, LiveStreams};
+use fleetmon_server::http::{AppState, LiveStreams};
 use fleetmon_server::live::listener::{self, APPLICATION_NAME};
 use fleetmon_server::live::{Hub, MAX_IDS};
 use nix::sys::signal::{kill, Signal};
@@ -462,11 +462,7 @@ impl LiveApp {
         };
         let state = AppState::new(tenant.clone(), Default::default(), auth).with_live(live);
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(http::serve(
-            listener,
-            http::router(state),
-            std::future::pending(),
-        ));
+        harness::serve_state(listener, state);
         Self {
             base,
             hub,
