@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
-use fleetmon_server::db::sql::query;
 use fleetmon_server::db::TenantContext;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -14,23 +13,12 @@ use uuid::Uuid;
 
 use crate::fleet_api::slug;
 use crate::ingest_http::{event, App};
-use crate::signin::{account, Browser, PASSWORD};
+use crate::jobs_api::member_of;
+use crate::signin::Browser;
 
 /// A signed-in owner of `org`.
 async fn owner_of(app: &App, org: Uuid) -> (Browser, Uuid) {
-    let email = format!("{}@example.com", Uuid::new_v4().simple());
-    let user = account(&app.tenant, &email).await;
-    let mut tx = app.tenant.begin(TenantContext::org(org)).await.unwrap();
-    query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, 'owner')")
-        .bind(org)
-        .bind(user)
-        .execute(tx.conn())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let mut browser = Browser::new(&app.base);
-    assert_eq!(browser.sign_in(&email, PASSWORD).await.status(), 200);
-    (browser, user)
+    member_of(app, org, "owner").await
 }
 
 async fn json_ok(browser: &mut Browser, method: Method, path: &str, body: Option<Value>) -> Value {

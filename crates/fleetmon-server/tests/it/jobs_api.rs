@@ -611,11 +611,16 @@ async fn a_job_shows_its_timeline_attempts_and_error_chain() {
 
 /// A signed-in member of `app`'s org with `role`, and their user id.
 async fn member(app: &App, role: &str) -> (Browser, Uuid) {
+    member_of(app, app.org, role).await
+}
+
+/// A new user with `role` in `org`, signed in on a browser of `app`.
+pub async fn member_of(app: &App, org: Uuid, role: &str) -> (Browser, Uuid) {
     let email = format!("{}@example.com", Uuid::new_v4().simple());
     let user = account(&app.tenant, &email).await;
-    let mut tx = app.tenant.begin(TenantContext::org(app.org)).await.unwrap();
+    let mut tx = app.tenant.begin(TenantContext::org(org)).await.unwrap();
     query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)")
-        .bind(app.org)
+        .bind(org)
         .bind(user)
         .bind(role)
         .execute(tx.conn())
