@@ -308,15 +308,12 @@ async fn seed(server: &PgConnectOptions, options: PgConnectOptions, params: Para
     let copy_started = Instant::now();
     let mut reported = Instant::now();
     while let Some(chunk) = unstall("the generator", chunks.recv()).await {
-        let (a, b) = unstall(
-            "the COPY streams",
-            async {
-                tokio::join!(
-                    jobs_copy.send(chunk.jobs.into_bytes()),
-                    events_copy.send(chunk.events.into_bytes())
-                )
-            },
-        )
+        let (a, b) = unstall("the COPY streams", async {
+            tokio::join!(
+                jobs_copy.send(chunk.jobs.into_bytes()),
+                events_copy.send(chunk.events.into_bytes())
+            )
+        })
         .await;
         a.unwrap();
         b.unwrap();

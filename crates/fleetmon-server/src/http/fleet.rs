@@ -119,22 +119,9 @@ pub async fn machine(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<MachineDetail>, ApiError> {
     let (access, mut tx, settings) = open(&state, caller, &slug).await?;
-    let found = fleet::machines(tx.conn(), access.org.id, &settings, &Filter::one(&id))
-        .await?
-        .pop();
-    let workers = match &found {
-        Some(_) => {
-            let filter = Filter {
-                machine: Some(id.clone()),
-                limit: fleet::MAX_PAGE,
-                ..Filter::default()
-            };
-            fleet::workers(tx.conn(), access.org.id, &settings, &filter).await?
-        }
-        None => Vec::new(),
-    };
+    let found = fleet::machine_with_workers(tx.conn(), access.org.id, &settings, &id).await?;
     tx.commit().await?;
-    let machine = found.ok_or_else(|| ApiError::NotFound {
+    let (machine, workers) = found.ok_or_else(|| ApiError::NotFound {
         message: format!("no machine {id:?}"),
     })?;
     Ok(Json(MachineDetail { machine, workers }))
@@ -203,10 +190,23 @@ pub async fn remove_machine(
     caller: Caller,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
-    let mut tx = access.begin_write(&state, Role::Admin).await?;
+    remove_offline_machine(&state, caller, &slug, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes the offline machine `id` of the org `slug` and its workers' rows, with its audit
+/// entry (the API's and the dashboard's removal). Admins only; a machine that is not offline
+/// stays (409 `machine_not_offline`).
+pub(crate) async fn remove_offline_machine(
+    state: &AppState,
+    caller: impl Into<Caller>,
+    slug: &str,
+    id: &str,
+) -> Result<(), ApiError> {
+    let mut access = OrgAccess::resolve(state, caller, slug).await?;
+    let mut tx = access.begin_write(state, Role::Admin).await?;
     let settings = org_settings::get(tx.conn(), access.org.id).await?;
-    let workers = match fleet::remove_machine(tx.conn(), access.org.id, &settings, &id).await? {
+    let workers = match fleet::remove_machine(tx.conn(), access.org.id, &settings, id).await? {
         Removal::Removed { workers } => workers,
         Removal::NotOffline { liveness } => {
             return Err(ApiError::Conflict {
@@ -232,5 +232,5 @@ pub async fn remove_machine(
     )
     .await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

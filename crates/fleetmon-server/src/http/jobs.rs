@@ -41,9 +41,10 @@ fn time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
-/// The listing's query string, checked. An empty value counts as not given; `status` may be a
-/// comma-separated list and may repeat; any other parameter may appear once.
-fn filter(pairs: Vec<(String, String)>) -> Result<JobFilter, ApiError> {
+/// The listing's query string, checked (the API's and the dashboard's jobs page). An empty value
+/// counts as not given; `status` may be a comma-separated list and may repeat; any other
+/// parameter may appear once.
+pub(crate) fn filter(pairs: Vec<(String, String)>) -> Result<JobFilter, ApiError> {
     let mut filter = JobFilter {
         limit: jobs::DEFAULT_PAGE,
         ..JobFilter::default()
@@ -182,9 +183,21 @@ pub async fn show(
     caller: Caller,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let (access, mut tx) = OrgAccess::open_read(&state, caller, &slug).await?;
+    let (_, detail) = visible_detail(&state, caller, &slug, &id).await?;
+    Ok(Json(detail))
+}
+
+/// The job `id` of the org `slug` as `caller` may see it (the API's and the dashboard's read):
+/// a 404 for a job the org does not have, the payloads withheld where the org says so.
+pub(crate) async fn visible_detail(
+    state: &AppState,
+    caller: impl Into<Caller>,
+    slug: &str,
+    id: &str,
+) -> Result<(OrgAccess, JobDetail), ApiError> {
+    let (access, mut tx) = OrgAccess::open_read(state, caller, slug).await?;
     let settings = org_settings::get(tx.conn(), access.org.id).await?;
-    let found = jobs::detail(tx.conn(), access.org.id, &settings, &id).await?;
+    let found = jobs::detail(tx.conn(), access.org.id, &settings, id).await?;
     tx.commit().await?;
     let mut detail = found.ok_or_else(|| ApiError::NotFound {
         message: format!("no job {id:?}"),
@@ -192,5 +205,5 @@ pub async fn show(
     if !settings.payloads_visible_to_viewers && access.role.is_none_or(|r| r < Role::Member) {
         detail.hide_payloads();
     }
-    Ok(Json(detail))
+    Ok((access, detail))
 }

@@ -103,7 +103,8 @@ pub async fn jobs(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
-    /// The metric, as agents name it (required); `…/metrics/series/names` lists them.
+    /// The metric, as agents name it; `…/metrics/series/names` lists them.
+    #[param(required = true)]
     name: Option<String>,
     /// Only this machine's series.
     machine: Option<String>,

@@ -6,7 +6,7 @@ mod error;
 pub(crate) mod fleet;
 mod health;
 mod ingest;
-mod jobs;
+pub(crate) mod jobs;
 mod json;
 mod metrics;
 mod oidc_signin;

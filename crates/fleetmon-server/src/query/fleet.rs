@@ -206,6 +206,64 @@ pub async fn workers(
         .await?)
 }
 
+/// The machine `id` and its workers, or `None` when the org has no such machine.
+pub async fn machine_with_workers(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    settings: &OrgSettings,
+    id: &str,
+) -> Result<Option<(Machine, Vec<Worker>)>, DbError> {
+    let Some(machine) = machines(&mut *conn, org_id, settings, &Filter::one(id))
+        .await?
+        .pop()
+    else {
+        return Ok(None);
+    };
+    let filter = Filter {
+        machine: Some(id.to_string()),
+        limit: MAX_PAGE,
+        ..Filter::default()
+    };
+    let workers = workers(conn, org_id, settings, &filter).await?;
+    Ok(Some((machine, workers)))
+}
+
+/// A status change or shutdown of a machine or of one of its workers, as received.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LifecycleEvent {
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub worker_id: Option<String>,
+    pub data: Value,
+}
+
+/// How far back [`lifecycle`] looks. The history keeps every heartbeat too, and the statement
+/// walks the machine's rows newest first past them: the bound caps that walk (a week of
+/// heartbeats every 10 s is about 60 000 rows) whatever the retention.
+pub const LIFECYCLE_DAYS: i32 = 7;
+
+/// The newest `limit` status changes and shutdowns of machine `id` and its workers within
+/// [`LIFECYCLE_DAYS`], newest first. Parameters: the org, the machine, the limit.
+pub const LIFECYCLE_SQL: &str = "SELECT kind, at, worker_id, data FROM fleet_events
+     WHERE org_id = $1 AND machine_id = $2 AND at >= now() - make_interval(days => $4)
+       AND kind IN ('machine.status', 'machine.shutdown', 'worker.status')
+     ORDER BY at DESC, event_id DESC LIMIT $3";
+
+pub async fn lifecycle(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    id: &str,
+    limit: i64,
+) -> Result<Vec<LifecycleEvent>, DbError> {
+    Ok(query_as(LIFECYCLE_SQL)
+        .bind(org_id)
+        .bind(id)
+        .bind(limit)
+        .bind(LIFECYCLE_DAYS)
+        .fetch_all(conn)
+        .await?)
+}
+
 /// What [`remove_machine`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removal {

@@ -1,6 +1,7 @@
-//! An org's fleet: the overview (a summary and the machine grid — each machine's liveness, GPUs
-//! and workers) and the machine list. Both read through `query::fleet` in the org's tenant
-//! transaction, after the same access check as the API (`http::fleet::open`).
+//! An org's fleet: the overview (the API's overview — job stat cards and recent failures of the
+//! last 24 hours — then a fleet summary and the machine grid: each machine's liveness, GPUs and
+//! workers) and the machine list. Both read through `query::fleet` and `query::overview` in the
+//! org's tenant transaction, after the same access check as the API (`http::fleet::open`).
 
 use std::collections::BTreeMap;
 
@@ -15,12 +16,14 @@ use serde_json::Value;
 use super::page::{self, ago, encode, InOrg, PageError, Section};
 use super::visitor::Visitor;
 use crate::http::fleet::open;
-use crate::http::AppState;
+use crate::http::{ApiError, AppState};
 use crate::orgs::Role;
 use crate::query::fleet::{self, Filter, Machine, Worker};
+use crate::query::overview::{self, JobCounts, RecentFailure};
+use crate::query::window::{Window, WindowParams};
 
 /// How often the overview's script re-reads it (until the live stream lands).
-const REFRESH_S: u32 = 10;
+pub(super) const REFRESH_S: u32 = 10;
 /// Rows of the machine list per page.
 const LIST_PAGE: i64 = 100;
 /// Workers read for the grid, at most (pages of `fleet::MAX_PAGE`).
@@ -31,6 +34,8 @@ pub struct FleetQuery {
     /// `online`, `stale` or `offline`; anything else shows all.
     liveness: Option<String>,
     after: Option<String>,
+    /// The machine the dashboard just removed, for the machine list to say so.
+    removed: Option<String>,
 }
 
 impl FleetQuery {
@@ -42,7 +47,7 @@ impl FleetQuery {
 }
 
 /// The GPUs a machine reported in its heartbeat (`gpus` is the agent's JSON, read leniently).
-struct Gpu {
+pub(super) struct Gpu {
     index: Option<i64>,
     name: String,
     utilization_pct: Option<f64>,
@@ -51,7 +56,7 @@ struct Gpu {
     temperature_c: Option<f64>,
 }
 
-fn gpus(machine: &Machine) -> Vec<Gpu> {
+pub(super) fn gpus(machine: &Machine) -> Vec<Gpu> {
     machine
         .gpus
         .as_array()
@@ -156,6 +161,9 @@ pub async fn overview(
     )
     .await?;
     let workers = all_workers(tx.conn(), access.org.id, &settings).await?;
+    // The API's default window (the last 24 hours), as `GET …/overview` without parameters.
+    let window = Window::parse(WindowParams::default(), Utc::now()).map_err(ApiError::from)?;
+    let stats = overview::load(tx.conn(), access.org.id, &settings, window).await?;
     tx.commit().await?;
 
     let role = access.role.unwrap_or(Role::Viewer);
@@ -182,6 +190,12 @@ pub async fn overview(
             }
         }
         div data-live data-refresh=(REFRESH_S) {
+            @if !all_machines.is_empty() || any_jobs(&stats.jobs) {
+                (stat_cards(&base, &stats.jobs))
+            }
+            @if !stats.recent_failures.is_empty() {
+                (recent_failures(&access.org.slug, &base, &stats.recent_failures, now))
+            }
             @if all_machines.is_empty() {
                 (no_machines(&state, &access.org.slug, role))
             } @else {
@@ -198,12 +212,12 @@ pub async fn overview(
                 }
                 ul.grid aria-label="Machines" {
                     @for machine in &shown {
-                        (machine_card(machine, by_machine.get(machine.id.as_str()), now))
+                        (machine_card(&access.org.slug, machine, by_machine.get(machine.id.as_str()), now))
                     }
                 }
                 @if !unattached.is_empty() && query.liveness().is_none() {
                     h2 { "Workers on no known machine" }
-                    ul.workers.card { @for worker in &unattached { (worker_item(worker)) } }
+                    ul.workers.card { @for worker in &unattached { (worker_item(&access.org.slug, worker)) } }
                 }
             }
         }
@@ -217,6 +231,78 @@ pub async fn overview(
         StatusCode::OK,
         page::app(&visitor, Some(in_org), &access.org.name, content),
     ))
+}
+
+/// The failures the stat cards and the recent failures link to: the window's, in the jobs list.
+const FAILURES_QUERY: &str = "/jobs?status=failed%2Ctimeout&range=24h";
+
+fn any_jobs(jobs: &JobCounts) -> bool {
+    jobs.pending + jobs.active + jobs.completed + jobs.failed + jobs.cancelled > 0
+}
+
+fn stat_cards(base: &str, jobs: &JobCounts) -> Markup {
+    html! {
+        section aria-labelledby="stats-title" {
+            h2 #stats-title .visually-hidden { "Jobs" }
+            ul.stats {
+                li.stat data-stat="active" {
+                    span.label { "Active" } strong { (jobs.active) } span.hint { "assigned or running now" }
+                }
+                li.stat data-stat="pending" {
+                    span.label { "Pending" } strong { (jobs.pending) } span.hint { "waiting now" }
+                }
+                li.stat data-stat="completed" {
+                    span.label { "Completed" } strong { (jobs.completed) } span.hint { "last 24 hours" }
+                }
+                li.stat.bad[jobs.failed > 0] data-stat="failed" {
+                    span.label { "Failed" }
+                    strong { a href={ (base) (FAILURES_QUERY) } { (jobs.failed) } }
+                    span.hint { "failed or timed out, last 24 hours" }
+                }
+                li.stat data-stat="success-rate" {
+                    span.label { "Success rate" }
+                    strong {
+                        @match jobs.success_rate {
+                            Some(rate) => (format!("{:.1}%", rate * 100.0)),
+                            None => "—",
+                        }
+                    }
+                    span.hint { "completed of completed + failed" }
+                }
+            }
+        }
+    }
+}
+
+fn recent_failures(
+    slug: &str,
+    base: &str,
+    failures: &[RecentFailure],
+    now: chrono::DateTime<Utc>,
+) -> Markup {
+    html! {
+        section.recent-failures aria-labelledby="failures-title" {
+            h2 #failures-title { "Recent failures" }
+            ol.card {
+                @for failure in failures {
+                    li data-job=(failure.id) {
+                        a href=(page::job_path(slug, &failure.id)) { (failure.name.as_deref().unwrap_or(&failure.id)) }
+                        " " span.badge.(failure.status) { (failure.status) }
+                        " "
+                        @if let Some(kind) = &failure.error_type { strong { (kind) } }
+                        @if let Some(message) = failure.error_message.as_ref().or(failure.error_reason.as_ref()) { ": " (message) }
+                        span.muted {
+                            @if let Some(machine) = &failure.machine_id {
+                                " · " a.mono href=(page::machine_path(slug, machine)) { (machine) }
+                            }
+                            " · " (ago(failure.finished_at, now))
+                        }
+                    }
+                }
+            }
+            p { a href={ (base) (FAILURES_QUERY) } { "All failures of the last 24 hours" } }
+        }
+    }
 }
 
 fn summary_list(summary: &Summary) -> Markup {
@@ -288,6 +374,7 @@ fn no_machines(state: &AppState, slug: &str, role: Role) -> Markup {
 }
 
 fn machine_card(
+    slug: &str,
     machine: &Machine,
     workers: Option<&Vec<&Worker>>,
     now: chrono::DateTime<Utc>,
@@ -299,7 +386,7 @@ fn machine_card(
         li.machine.(machine.liveness) aria-label={ "Machine " (title) } data-machine=(machine.id) {
             header {
                 div {
-                    h3 { (title) }
+                    h3 { a href=(page::machine_path(slug, &machine.id)) { (title) } }
                     @if machine.hostname.as_deref().is_some_and(|h| h != machine.id) {
                         div.id.mono { (machine.id) }
                     }
@@ -327,14 +414,14 @@ fn machine_card(
                     @match workers { Some(list) => { (list.len()) @if list.len() == 1 { " worker" } @else { " workers" } }, None => "No workers" }
                 }
                 @if let Some(list) = workers {
-                    ul.workers { @for worker in list { (worker_item(worker)) } }
+                    ul.workers { @for worker in list { (worker_item(slug, worker)) } }
                 }
             }
         }
     }
 }
 
-fn gpu_item(machine_id: &str, gpu: &Gpu) -> Markup {
+pub(super) fn gpu_item(machine_id: &str, gpu: &Gpu) -> Markup {
     let label = match gpu.index {
         Some(index) => format!("GPU {index}"),
         None => "GPU".to_string(),
@@ -368,7 +455,7 @@ fn gpu_item(machine_id: &str, gpu: &Gpu) -> Markup {
     }
 }
 
-fn services(services: &Value) -> Vec<(String, String)> {
+pub(super) fn services(services: &Value) -> Vec<(String, String)> {
     services
         .as_object()
         .map(|map| {
@@ -384,7 +471,7 @@ fn services(services: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn worker_item(worker: &Worker) -> Markup {
+fn worker_item(slug: &str, worker: &Worker) -> Markup {
     let status = worker.status.as_deref().unwrap_or("unknown");
     let services = services(&worker.services);
     html! {
@@ -399,7 +486,7 @@ fn worker_item(worker: &Worker) -> Markup {
                 }
             }
             @if let Some(job) = &worker.current_job_id {
-                div.job { "Job " span.mono { (job) } }
+                div.job { "Job " a.mono href=(page::job_path(slug, job)) { (job) } }
             }
             @if !services.is_empty() {
                 ul.services aria-label="Services" {
@@ -435,6 +522,9 @@ pub async fn machines(
     let now = Utc::now();
     let content = html! {
         h1 { "Machines" }
+        @if let Some(removed) = &query.removed {
+            p.notice.info role="status" { "Machine " span.mono { (removed) } " was removed." }
+        }
         (liveness_filter(&base, query.liveness(), None))
         @if list.is_empty() {
             p.notice.info { "No machines to show." }
@@ -456,7 +546,7 @@ pub async fn machines(
                     }
                     tbody {
                         @for machine in &list {
-                            (machine_row(machine, now))
+                            (machine_row(&access.org.slug, machine, now))
                         }
                     }
                 }
@@ -480,7 +570,7 @@ pub async fn machines(
     ))
 }
 
-fn machine_row(machine: &Machine, now: chrono::DateTime<Utc>) -> Markup {
+fn machine_row(slug: &str, machine: &Machine, now: chrono::DateTime<Utc>) -> Markup {
     let gpus = gpus(machine);
     let utilization: Vec<f64> = gpus.iter().filter_map(|g| g.utilization_pct).collect();
     let used: f64 = gpus.iter().filter_map(|g| g.memory_used_mb).sum();
@@ -488,7 +578,7 @@ fn machine_row(machine: &Machine, now: chrono::DateTime<Utc>) -> Markup {
     html! {
         tr data-machine=(machine.id) {
             td {
-                (machine.hostname.as_deref().unwrap_or(&machine.id))
+                a href=(page::machine_path(slug, &machine.id)) { (machine.hostname.as_deref().unwrap_or(&machine.id)) }
                 @if machine.hostname.as_deref().is_some_and(|h| h != machine.id) {
                     " " span.muted.mono { (machine.id) }
                 }

@@ -1,10 +1,14 @@
 //! The dashboard: server-rendered pages (maud) that read through the same query code and org
 //! access checks as the API, in the org's tenant transaction, with the project's own CSS and
 //! JavaScript compiled into the binary. Pages work without JavaScript; the script signs in and
-//! creates orgs through the JSON API and keeps the overview current. See docs/dashboard.md.
+//! creates orgs through the JSON API and keeps the overview and machine pages current. See
+//! docs/dashboard.md.
 
 mod assets;
 mod fleet;
+mod job;
+mod jobs;
+mod machine;
 mod orgs;
 mod page;
 mod session;
@@ -30,7 +34,11 @@ pub fn router() -> Router<AppState> {
         .route("/auth/resume", get(session::resume))
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route("/orgs/{org}", get(fleet::overview))
+        .route("/orgs/{org}/jobs", get(jobs::list))
+        .route("/orgs/{org}/jobs/{id}", get(job::show))
         .route("/orgs/{org}/machines", get(fleet::machines))
+        .route("/orgs/{org}/machines/{id}", get(machine::show))
+        .route("/orgs/{org}/machines/{id}/remove", post(machine::remove))
         .route("/orgs/{org}/settings", get(settings::settings))
         .route("/assets/{file}", get(assets::serve))
 }

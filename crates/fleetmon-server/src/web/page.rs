@@ -87,6 +87,7 @@ fn brand() -> Markup {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Overview,
+    Jobs,
     Machines,
     Settings,
 }
@@ -128,6 +129,7 @@ pub fn app(visitor: &Visitor, in_org: Option<InOrg<'_>>, title: &str, content: M
                 nav aria-label="Organization" {
                     ul {
                         (nav_item(o, Section::Overview, "", "Overview"))
+                        (nav_item(o, Section::Jobs, "/jobs", "Jobs"))
                         (nav_item(o, Section::Machines, "/machines", "Machines"))
                         @if o.role >= Role::Admin {
                             (nav_item(o, Section::Settings, "/settings", "Settings"))
@@ -308,6 +310,43 @@ pub fn encode(value: &str) -> String {
         .collect()
 }
 
+/// The way back from a detail page: `Jobs / j-42`, the first part linking to `/orgs/{slug}{path}`.
+pub fn crumbs(slug: &str, path: &str, label: &str, here: &str) -> Markup {
+    html! {
+        nav.crumbs aria-label="Breadcrumb" {
+            a href={ "/orgs/" (slug) (path) } { (label) } " / " span.mono { (here) }
+        }
+    }
+}
+
+/// The page of job `id` in the org `slug`.
+pub fn job_path(slug: &str, id: &str) -> String {
+    format!("/orgs/{slug}/jobs/{}", encode(id))
+}
+
+/// The page of machine `id` in the org `slug`.
+pub fn machine_path(slug: &str, id: &str) -> String {
+    format!("/orgs/{slug}/machines/{}", encode(id))
+}
+
+/// A duration in milliseconds as people read it: `850 ms`, `6.5 s`, `12 min 5 s`, `3 h 20 min`.
+pub fn duration(ms: i64) -> String {
+    let seconds = ms / 1000;
+    match ms {
+        ..=999 => format!("{ms} ms"),
+        1000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{} min {} s", seconds / 60, seconds % 60),
+        _ => format!("{} h {} min", seconds / 3600, seconds % 3600 / 60),
+    }
+}
+
+/// A time in full, in UTC, with the machine-readable value.
+pub fn at(time: DateTime<Utc>) -> Markup {
+    html! {
+        time datetime=(time.to_rfc3339()) { (time.format("%Y-%m-%d %H:%M:%S%.3f UTC")) }
+    }
+}
+
 /// `<time>` saying how long ago `at` was, with the exact time on hover.
 pub fn ago(at: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
     let seconds = (now - at).num_seconds().max(0);
@@ -334,6 +373,14 @@ mod tests {
             "%2Forgs%2Fa%20b%3Fx%3D1%26y%3D%C3%BC"
         );
         assert_eq!(encode("plain-text_1.2~"), "plain-text_1.2~");
+    }
+
+    #[test]
+    fn durations_read_in_the_largest_fitting_unit() {
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(6500), "6.5 s");
+        assert_eq!(duration(725_000), "12 min 5 s");
+        assert_eq!(duration(12_000_000), "3 h 20 min");
     }
 
     #[test]

@@ -254,6 +254,24 @@ impl Browser {
         self.find(css).await.click().await.expect("click");
     }
 
+    /// Marks the page's window, for [`Self::assert_same_page`] to tell that it was not reloaded.
+    pub async fn mark_page(&self) {
+        self.client
+            .execute("window.fleetmonTestMarker = 1;", vec![])
+            .await
+            .expect("mark the page");
+    }
+
+    /// Fails if the page marked by [`Self::mark_page`] was reloaded or left since.
+    pub async fn assert_same_page(&self) {
+        let marker = self
+            .client
+            .execute("return window.fleetmonTestMarker;", vec![])
+            .await
+            .expect("read the page's mark");
+        assert_eq!(marker, json!(1), "the page was reloaded");
+    }
+
     /// What the console said since the last read.
     pub async fn take_console(&self) -> Vec<LogEntry> {
         let value = self

@@ -19,13 +19,13 @@ use crate::ingest_http::event;
 use crate::signin::{account, PASSWORD};
 
 /// A server whose public URL is its own address, as a browser's `Origin` must match it.
-struct Site {
-    base: String,
-    db: TestDb,
+pub struct Site {
+    pub base: String,
+    pub db: TestDb,
 }
 
 impl Site {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let db = TestDb::new().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -38,16 +38,16 @@ impl Site {
         Self { base, db }
     }
 
-    fn tenant(&self) -> TenantDb {
+    pub fn tenant(&self) -> TenantDb {
         self.db.tenant()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// An org named `name` with these members.
-    async fn org(&self, slug: &str, name: &str, members: &[(Uuid, Role)]) -> Uuid {
+    pub async fn org(&self, slug: &str, name: &str, members: &[(Uuid, Role)]) -> Uuid {
         let id = Uuid::new_v4();
         let tenant = self.tenant();
         let mut tx = tenant.begin(TenantContext::org(id)).await.unwrap();
@@ -68,7 +68,7 @@ impl Site {
     }
 
     /// Liveness thresholds wide enough that a slow test run cannot age a machine past them.
-    async fn wide_thresholds(&self, org: Uuid) {
+    pub async fn wide_thresholds(&self, org: Uuid) {
         let tenant = self.tenant();
         let mut tx = tenant.begin(TenantContext::org(org)).await.unwrap();
         query("UPDATE organizations SET settings = settings || '{\"stale_after_s\": 120, \"offline_after_s\": 1200}' WHERE id = $1")
@@ -79,7 +79,7 @@ impl Site {
         tx.commit().await.unwrap();
     }
 
-    async fn ingest(&self, org: Uuid, events: &[Value]) {
+    pub async fn ingest(&self, org: Uuid, events: &[Value]) {
         let tenant = self.tenant();
         let mut tx = tenant.begin(TenantContext::org(org)).await.unwrap();
         let token = tokens::create(tx.conn(), org, TokenKind::Ingest, "agent", None)
@@ -99,7 +99,7 @@ impl Site {
     }
 }
 
-fn email(login: &str) -> String {
+pub fn email(login: &str) -> String {
     format!(
         "{login}-{}@example.com",
         &Uuid::new_v4().simple().to_string()[..8]
@@ -107,7 +107,7 @@ fn email(login: &str) -> String {
 }
 
 /// Signs in on the sign-in page the browser is at.
-async fn sign_in_here(browser: &Browser, email: &str, password: &str) {
+pub async fn sign_in_here(browser: &Browser, email: &str, password: &str) {
     browser.fill("#local-email", email).await;
     browser.fill("#local-password", password).await;
     browser
@@ -116,7 +116,7 @@ async fn sign_in_here(browser: &Browser, email: &str, password: &str) {
 }
 
 /// Opens `path`, is sent to sign in, signs in and waits to be back at `path`.
-async fn open_signed_in(browser: &Browser, site: &Site, email: &str, path: &str) {
+pub async fn open_signed_in(browser: &Browser, site: &Site, email: &str, path: &str) {
     browser.goto(&site.url(path)).await;
     browser.find("#local-email").await;
     sign_in_here(browser, email, PASSWORD).await;
@@ -299,7 +299,7 @@ async fn the_org_switcher_moves_between_two_orgs() {
     browser.close().await;
 }
 
-fn seconds_ago(seconds: i64, mut event: Value) -> Value {
+pub fn seconds_ago(seconds: i64, mut event: Value) -> Value {
     event["at"] = json!((Utc::now() - Duration::seconds(seconds)).to_rfc3339());
     event
 }
@@ -307,7 +307,7 @@ fn seconds_ago(seconds: i64, mut event: Value) -> Value {
 /// gpu-01 online with two GPUs and two workers (one busy on job j-42), gpu-02 stale, gpu-03
 /// offline with one idle worker (with [`Site::wide_thresholds`]: stale after 120 s, offline
 /// after 1200 s).
-fn fleet_events() -> Vec<Value> {
+pub fn fleet_events() -> Vec<Value> {
     let heartbeat = |machine: &str, gpus: Value| {
         event(
             "machine.heartbeat",
@@ -456,11 +456,7 @@ async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_c
     // A machine ingested while the overview is open appears without a reload.
     browser.goto(&site.url("/orgs/gpu-farm")).await;
     browser.find("li[data-machine='gpu-01']").await;
-    browser
-        .client
-        .execute("window.fleetmonTestMarker = 1;", vec![])
-        .await
-        .unwrap();
+    browser.mark_page().await;
     site.ingest(
         org,
         &[event(
@@ -470,12 +466,7 @@ async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_c
     )
     .await;
     browser.find("li[data-machine='gpu-04']").await;
-    let marker = browser
-        .client
-        .execute("return window.fleetmonTestMarker;", vec![])
-        .await
-        .unwrap();
-    assert_eq!(marker, json!(1), "the page was not reloaded");
+    browser.assert_same_page().await;
     browser.wait_for_text(".summary", "4 machines").await;
     browser
         .assert_clean_console("the overview's live region", &[])
@@ -662,7 +653,7 @@ async fn pages_carry_security_headers_and_assets_are_cached_by_content() {
 }
 
 /// A form post as a browser without JavaScript sends it.
-async fn post_form(
+pub async fn post_form(
     browser: &mut crate::signin::Browser,
     path: &str,
     origin: Option<&str>,
