@@ -120,10 +120,8 @@ async fn a_database_restart_mid_load_is_503_then_ready_within_5s_and_loses_nothi
     let (sent, stats) = load.finish().await;
     let pool = pool_of(&postgres).await;
     let tenant = TenantDb::new(pool.clone());
-    assert!(
-        stats.retries > 0,
-        "the outage interrupted delivery: {stats:?}"
-    );
+    // No assertion on the client's retries: a batch in flight when the database went away may
+    // wait in the pool (up to the acquire timeout) and succeed once it is back.
     assert_stored_exactly(&tenant, org, &sent, &stats).await;
     assert_projection_is_fresh(&tenant, org, &sent).await;
     pool.close().await;
