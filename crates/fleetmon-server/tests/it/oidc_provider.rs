@@ -36,6 +36,8 @@ pub const ORG_CLAIM_POINTER: &str = "/https:~1~1fleetmon.test~1org/id";
 /// What the provider serves: one confidential client and a fixed set of users.
 #[derive(Clone)]
 pub struct OidcProviderConfig {
+    /// The loopback port; 0 (the default) picks a free one.
+    pub port: u16,
     /// Only unreserved URL characters, so HTTP Basic client authentication needs no encoding.
     pub client_id: String,
     pub client_secret: String,
@@ -51,6 +53,7 @@ pub struct OidcProviderConfig {
 impl Default for OidcProviderConfig {
     fn default() -> Self {
         Self {
+            port: 0,
             client_id: "fleetmon".into(),
             client_secret: random_token(),
             // Nothing listens on port 9: the harness stops at this redirect, never follows it.
@@ -135,7 +138,7 @@ pub struct OidcProvider {
     endpoints: Endpoints,
     http: reqwest::Client,
     log: Log,
-    _process: Child,
+    process: Child,
 }
 
 /// The provider's `READY {…}` line.
@@ -181,7 +184,7 @@ impl OidcProvider {
             "the OIDC test client's id and secret must be unreserved URL characters"
         );
         let fixture_config = json!({
-            "port": 0,
+            "port": config.port,
             "algorithm": config.algorithm,
             "audience": config.audience,
             "client": {
@@ -263,7 +266,24 @@ impl OidcProvider {
             endpoints,
             http,
             log,
-            _process: process,
+            process,
+        }
+    }
+
+    /// Kills the provider, as an outage would, and returns its configuration pinned to the same
+    /// port: [`OidcProvider::start`] with it brings the same issuer back, with new keys.
+    pub async fn stop(mut self) -> OidcProviderConfig {
+        self.process
+            .kill()
+            .await
+            .expect("kill the OIDC test provider");
+        let port = Url::parse(&self.ready.issuer)
+            .ok()
+            .and_then(|url| url.port())
+            .expect("the issuer names its port");
+        OidcProviderConfig {
+            port,
+            ..self.config.clone()
         }
     }
 

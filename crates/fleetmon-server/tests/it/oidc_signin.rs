@@ -11,14 +11,15 @@ use crate::harness::{self, TestDb};
 use crate::oidc_provider::{OidcProvider, OidcProviderConfig, TestUser, ORG_CLAIM_POINTER};
 use crate::signin::{bearer_get, error_code, Browser};
 
-struct Setup {
-    base: String,
-    provider: OidcProvider,
-    alice: TestUser,
-    _db: TestDb,
+pub(crate) struct Setup {
+    pub(crate) base: String,
+    pub(crate) provider: OidcProvider,
+    pub(crate) alice: TestUser,
+    pub(crate) _db: TestDb,
 }
 
-async fn setup() -> Setup {
+/// fleetmon in this process, signing in through a real provider named `corp`.
+pub(crate) async fn setup() -> Setup {
     let db = TestDb::new().await;
     // fleetmon's address must be known before the provider starts: it is the redirect URI.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -60,7 +61,7 @@ async fn setup() -> Setup {
 }
 
 /// Starts a browser sign-in at fleetmon; returns the provider URL it redirects to.
-async fn start(browser: &mut Browser) -> Url {
+pub(crate) async fn start(browser: &mut Browser) -> Url {
     let started = browser
         .send(
             Method::GET,

@@ -278,7 +278,7 @@ fn scenario() -> Vec<Event> {
 }
 
 /// The rows a set of events produced, as text, for comparison across orgs.
-async fn snapshot(db: &TenantDb, org: Uuid) -> Vec<String> {
+pub(crate) async fn snapshot(db: &TenantDb, org: Uuid) -> Vec<String> {
     let mut tx = db.begin(TenantContext::org(org)).await.unwrap();
     let mut rows = Vec::new();
     for sql in [
@@ -295,7 +295,7 @@ async fn snapshot(db: &TenantDb, org: Uuid) -> Vec<String> {
     rows
 }
 
-async fn ingest(db: &TenantDb, org: Uuid, batches: &[Vec<Event>]) {
+pub(crate) async fn ingest(db: &TenantDb, org: Uuid, batches: &[Vec<Event>]) {
     for batch in batches {
         let mut tx = db.begin(TenantContext::org(org)).await.unwrap();
         store::store(tx.conn(), org, &SeriesCache::default(), batch)

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::harness::{self, TestDb};
 use crate::ingest_http::{event, App};
 
-async fn scrape(base: &str) -> Scrape {
+pub(crate) async fn scrape(base: &str) -> Scrape {
     let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
@@ -32,7 +32,7 @@ fn value(sample: &Sample) -> f64 {
 
 /// The value of `name` with exactly these labels (the registry is shared by every test in this
 /// process, so callers compare with what they themselves caused).
-fn find(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn find(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     scrape
         .samples
         .iter()

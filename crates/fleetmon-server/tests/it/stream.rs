@@ -195,17 +195,37 @@ fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 }
 
 /// A `fleetmon serve` process, killed if the test ends without stopping it.
-struct Replica {
+pub(crate) struct Replica {
     served: Option<Served>,
-    base: String,
+    pub(crate) base: String,
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
+impl Replica {
+    /// Kills the process with SIGKILL, as a crash or the OOM killer would, and reaps it.
+    pub(crate) fn kill(&mut self) {
         if let Some(served) = &mut self.served {
             let _ = served.child.kill();
             let _ = served.child.wait();
         }
+        self.served = None;
+    }
+
+    /// The process id, to read its memory use from `/proc`.
+    pub(crate) fn pid(&self) -> u32 {
+        self.served.as_ref().expect("running").child.id()
+    }
+
+    /// Whether the process is still running (it has not exited, on a panic or otherwise).
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.served
+            .as_mut()
+            .is_some_and(|served| matches!(served.child.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -215,8 +235,13 @@ fn replica(database: &str) -> Replica {
 }
 
 fn serve_with(env: &[(&str, String)]) -> Replica {
+    serve_on("127.0.0.1:0", env)
+}
+
+/// A `fleetmon serve` process listening on `listen`, with `env` set.
+pub(crate) fn serve_on(listen: &str, env: &[(&str, String)]) -> Replica {
     let mut command = fleetmon();
-    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    command.args(["serve", "--listen", listen]);
     for (name, value) in env {
         command.env(name, value);
     }
@@ -601,18 +626,15 @@ async fn a_signed_in_viewer_streams_with_the_session_cookie() {
     assert_eq!(rows(&seen), pairs(&[("machine", "seen-by-viewer")]));
 }
 
-/// A connection that asks for the stream and then never reads, with a small receive buffer so
-/// the server's writes back up soon.
-async fn never_reading(app: &LiveApp, org: &Org) -> tokio::net::TcpStream {
+/// A connection that asks for the stream at `path` of `base` with `token` and then never reads,
+/// with a small receive buffer so the server's writes back up soon.
+pub(crate) async fn never_reading(base: &str, path: &str, token: &str) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let address = app.base.trim_start_matches("http://").parse().unwrap();
+    let address = base.trim_start_matches("http://").parse().unwrap();
     let mut connection = socket.connect(address).await.unwrap();
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\r\n",
-        org.stream_path(),
-        org.read
-    );
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\r\n");
     connection.write_all(request.as_bytes()).await.unwrap();
     connection
 }
@@ -623,7 +645,7 @@ async fn clients_that_never_read_cost_a_bounded_buffer_and_are_told_to_resync() 
     let org = Org::create(&app.tenant).await;
     let mut sleepers = Vec::new();
     for _ in 0..3 {
-        sleepers.push(never_reading(&app, &org).await);
+        sleepers.push(never_reading(&app.base, &org.stream_path(), &org.read).await);
     }
     while app.hub.stats().clients < 3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
