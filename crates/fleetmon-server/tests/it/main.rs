@@ -7,6 +7,7 @@ mod catalog;
 mod cli;
 mod cross_tenant;
 mod dashboard;
+mod dashboard_live;
 mod dashboard_pages;
 mod embedded;
 mod fixtures;
