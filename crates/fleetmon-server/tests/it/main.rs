@@ -9,6 +9,7 @@ mod cross_tenant;
 mod dashboard;
 mod dashboard_live;
 mod dashboard_pages;
+mod dashboard_tokens;
 mod embedded;
 mod fixtures;
 mod fleet_api;

@@ -119,6 +119,26 @@
     });
   }
 
+  // Copy buttons (`data-copy` names the element whose text they copy): shown only where the
+  // script runs, since without it there is nothing they could do.
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    const source = document.getElementById(button.dataset.copy);
+    if (!source || !navigator.clipboard) continue;
+    button.hidden = false;
+    const label = button.textContent;
+    button.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(source.textContent);
+        button.textContent = "Copied";
+      } catch (_) {
+        // No permission: select it for the keyboard's copy instead.
+        window.getSelection().selectAllChildren(source);
+        button.textContent = "Select and copy";
+      }
+      setTimeout(() => { button.textContent = label; }, 4000);
+    });
+  }
+
   // Live regions. The overview (data-stream) follows the org's Server-Sent Events and patches
   // what they carry into the page; anything it cannot patch (a machine or worker it does not
   // show yet, one removed, a `resync`) re-reads the page and swaps the region in. Other live
