@@ -25,8 +25,8 @@ use crate::orgs::{members, settings as org_settings, Role};
 
 #[derive(Deserialize)]
 pub struct SettingsQuery {
-    /// The token the dashboard just revoked, for the page to say so.
-    revoked: Option<Uuid>,
+    /// The token the dashboard just revoked, for the page to say so (anything else is ignored).
+    revoked: Option<String>,
 }
 
 /// `GET /orgs/{org}/settings`.
@@ -36,7 +36,10 @@ pub async fn settings(
     Path(slug): Path<String>,
     Query(query): Query<SettingsQuery>,
 ) -> Result<Response, PageError> {
-    let notice = query.revoked.map(Notice::Revoked);
+    let notice = query
+        .revoked
+        .and_then(|id| Uuid::parse_str(&id).ok())
+        .map(Notice::Revoked);
     render(&state, &visitor, &slug, notice).await
 }
 

@@ -481,17 +481,7 @@ async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_c
     // A machine ingested while the overview is open appears without a reload.
     browser.goto(&site.url("/orgs/gpu-farm")).await;
     browser.find("li[data-machine='gpu-01']").await;
-    browser.mark_page().await;
-    site.ingest(
-        org,
-        &[event(
-            "machine.heartbeat",
-            json!({"machine_id": "gpu-04", "status": "starting"}),
-        )],
-    )
-    .await;
-    browser.find("li[data-machine='gpu-04']").await;
-    browser.assert_same_page().await;
+    a_new_machine_appears(&browser, &site, org, "gpu-04").await;
     browser.wait_for_text(".summary", "4 machines").await;
     browser
         .assert_clean_console("the overview's live region", &[])
@@ -501,6 +491,22 @@ async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_c
     browser.client.set_window_size(2560, 1440).await.unwrap();
     browser.screenshot("overview-wall").await;
     browser.close().await;
+}
+
+/// Ingests a heartbeat of the new machine `id` while the overview is open and waits until its
+/// card is there, on the same page (no reload).
+pub async fn a_new_machine_appears(browser: &Browser, site: &Site, org: Uuid, id: &str) {
+    browser.mark_page().await;
+    site.ingest(
+        org,
+        &[event(
+            "machine.heartbeat",
+            json!({"machine_id": id, "status": "starting"}),
+        )],
+    )
+    .await;
+    browser.find(&format!("li[data-machine='{id}']")).await;
+    browser.assert_same_page().await;
 }
 
 #[tokio::test]

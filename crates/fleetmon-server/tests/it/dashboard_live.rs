@@ -5,9 +5,10 @@
 
 use fleetmon_server::orgs::Role;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::browser::Browser;
-use crate::dashboard::{email, fleet_events, open_signed_in, Site};
+use crate::dashboard::{a_new_machine_appears, email, fleet_events, open_signed_in, Site};
 use crate::ingest_http::event;
 use crate::signin::account;
 
@@ -65,18 +66,29 @@ fn changes() -> Vec<Value> {
     ]
 }
 
-#[tokio::test]
-async fn an_ingested_event_appears_on_the_open_overview_within_two_seconds() {
-    let site = Site::start().await;
+/// A site (with live streams or without) whose org `slug` has the fleet of [`fleet_events`],
+/// and a browser of one of its viewers on its overview.
+async fn overview_of_a_fleet(streams: bool, slug: &str) -> (Site, Uuid, Browser) {
+    let site = if streams {
+        Site::start().await
+    } else {
+        Site::without_streams().await
+    };
     let user = email("wall");
     let user_id = account(&site.tenant(), &user).await;
     let org = site
-        .org("live-farm", "Live Farm", &[(user_id, Role::Viewer)])
+        .org(slug, "Live Farm", &[(user_id, Role::Viewer)])
         .await;
     site.wide_thresholds(org).await;
     site.ingest(org, &fleet_events()).await;
     let browser = Browser::laptop().await;
-    open_signed_in(&browser, &site, &user, "/orgs/live-farm").await;
+    open_signed_in(&browser, &site, &user, &format!("/orgs/{slug}")).await;
+    (site, org, browser)
+}
+
+#[tokio::test]
+async fn an_ingested_event_appears_on_the_open_overview_within_two_seconds() {
+    let (site, org, browser) = overview_of_a_fleet(true, "live-farm").await;
     browser.find("[data-live][data-streaming]").await;
     assert!(browser
         .text("li.worker[data-worker='w-idle']")
@@ -134,16 +146,7 @@ async fn an_ingested_event_appears_on_the_open_overview_within_two_seconds() {
 
 #[tokio::test]
 async fn a_worker_change_is_patched_into_the_same_card() {
-    let site = Site::start().await;
-    let user = email("patch");
-    let user_id = account(&site.tenant(), &user).await;
-    let org = site
-        .org("patch-farm", "Patch Farm", &[(user_id, Role::Viewer)])
-        .await;
-    site.wide_thresholds(org).await;
-    site.ingest(org, &fleet_events()).await;
-    let browser = Browser::laptop().await;
-    open_signed_in(&browser, &site, &user, "/orgs/patch-farm").await;
+    let (site, org, browser) = overview_of_a_fleet(true, "patch-farm").await;
     browser.find("[data-live][data-streaming]").await;
     browser
         .client
@@ -197,29 +200,10 @@ async fn a_worker_change_is_patched_into_the_same_card() {
 
 #[tokio::test]
 async fn without_a_stream_the_overview_polls() {
-    let site = Site::without_streams().await;
-    let user = email("poll");
-    let user_id = account(&site.tenant(), &user).await;
-    let org = site
-        .org("poll-farm", "Poll Farm", &[(user_id, Role::Viewer)])
-        .await;
-    site.wide_thresholds(org).await;
-    site.ingest(org, &fleet_events()).await;
-    let browser = Browser::laptop().await;
-    open_signed_in(&browser, &site, &user, "/orgs/poll-farm").await;
+    let (site, org, browser) = overview_of_a_fleet(false, "poll-farm").await;
     browser.find("li[data-machine='gpu-01']").await;
-    browser.mark_page().await;
-    site.ingest(
-        org,
-        &[event(
-            "machine.heartbeat",
-            json!({"machine_id": "gpu-06", "status": "ready"}),
-        )],
-    )
-    .await;
     // The next re-read (every 10 s) brings it.
-    browser.find("li[data-machine='gpu-06']").await;
-    browser.assert_same_page().await;
+    a_new_machine_appears(&browser, &site, org, "gpu-06").await;
     assert!(browser.all("[data-live][data-streaming]").await.is_empty());
     browser
         .assert_clean_console("the polling overview", &["503"])
