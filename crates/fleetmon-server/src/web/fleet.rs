@@ -192,7 +192,8 @@ pub async fn overview(
         div data-live data-refresh=(REFRESH_S)
             data-stream={ "/api/v1/orgs/" (access.org.slug) "/stream" }
             data-jobs={ (base) "/jobs" }
-            data-truncated[all_machines.len() as i64 == fleet::MAX_PAGE] {
+            data-truncated[all_machines.len() as i64 == fleet::MAX_PAGE]
+            data-liveness=[query.liveness()] {
             @if !all_machines.is_empty() || any_jobs(&stats.jobs) {
                 (stat_cards(&base, &stats.jobs))
             }

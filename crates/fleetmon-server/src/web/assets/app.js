@@ -274,6 +274,12 @@
       if (behind || shown.join("\n") !== failures.join("\n")) reread();
     }
 
+    // Whether the grid would show a new machine of this liveness.
+    function shows(liveness) {
+      if ("truncated" in live.dataset) return false;
+      return !live.dataset.liveness || live.dataset.liveness === liveness;
+    }
+
     function card(id) {
       return live.querySelector(`li.machine[data-machine="${CSS.escape(id)}"]`);
     }
@@ -282,11 +288,12 @@
     function machine(data) {
       const found = card(data.id);
       if (!found) {
-        // New to this view; a removed machine it does not show needs nothing.
-        if (!data.removed) reread();
+        // New to this view, unless the view does not show it: a removed one, one of another
+        // liveness than the view's filter, one past a grid of the first machines only.
+        if (!data.removed && shows(data.liveness)) reread();
         return;
       }
-      if (data.removed) { reread(); return; }
+      if (data.removed || !shows(data.liveness)) { reread(); return; }
       if (!found.classList.contains(data.liveness)) {
         found.classList.remove("online", "stale", "offline");
         found.classList.add(data.liveness);
@@ -305,7 +312,7 @@
       const gpus = Array.isArray(data.gpus) ? data.gpus : [];
       const items = found.querySelectorAll("li.gpu");
       if (items.length !== gpus.length) { reread(); return; }
-      gpus.forEach((gpu, i) => {
+      for (const [i, gpu] of gpus.entries()) {
         const util = items[i].querySelector('[data-bar="utilization"]');
         const memory = items[i].querySelector('[data-bar="memory"]');
         const hasMemory = gpu.memory_used_mb != null && gpu.memory_total_mb != null;
@@ -319,7 +326,7 @@
           memory.querySelector("meter + span").textContent =
             (gpu.memory_used_mb / 1024).toFixed(1) + " / " + (gpu.memory_total_mb / 1024).toFixed(1) + " GB";
         }
-      });
+      }
     }
 
     // `worker`: its status, liveness and current job, in place.
@@ -328,7 +335,9 @@
       const home = found && found.closest("li.machine");
       const moved = found && (home ? home.dataset.machine : null) !== (data.machine_id || null);
       if (!found || data.removed || moved) {
-        if (found || !data.removed) reread();
+        // A new worker matters on a machine the grid shows, or on none when the grid is all.
+        const where = data.machine_id ? card(data.machine_id) : !live.dataset.liveness;
+        if (found || (!data.removed && where)) reread();
         return;
       }
       const badges = found.querySelector("[data-badges]");
