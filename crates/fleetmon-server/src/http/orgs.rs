@@ -451,10 +451,10 @@ pub struct NewToken {
 /// A new token; `secret` is in this answer only.
 #[derive(Serialize, ToSchema)]
 pub struct CreatedToken {
-    id: Uuid,
-    kind: &'static str,
-    name: String,
-    secret: String,
+    pub id: Uuid,
+    pub kind: &'static str,
+    pub name: String,
+    pub secret: String,
 }
 
 /// Creates an API token; admins only. The secret is shown in this answer only.
@@ -468,20 +468,33 @@ pub async fn create_token(
     Path(slug): Path<String>,
     JsonBody(body): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
+    let created = create_api_token(&state, caller, &slug, &body.kind, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Creates a `kind` token named `name` in the org `slug`, with its audit entry (the API's and
+/// the dashboard's creation). Admins only.
+pub(crate) async fn create_api_token(
+    state: &AppState,
+    caller: impl Into<Caller>,
+    slug: &str,
+    kind: &str,
+    name: &str,
+) -> Result<CreatedToken, ApiError> {
+    let mut access = OrgAccess::resolve(state, caller, slug).await?;
     access.require(Role::Admin)?;
-    let kind = TokenKind::parse(&body.kind).ok_or_else(|| ApiError::BadRequest {
+    let kind = TokenKind::parse(kind).ok_or_else(|| ApiError::BadRequest {
         code: "invalid_token_kind",
         message: "kind is `ingest` or `read`".into(),
     })?;
-    let name = body.name.trim();
+    let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::BadRequest {
             code: "invalid_name",
             message: "a token name is 1 to 200 characters".into(),
         });
     }
-    let mut tx = access.begin_write(&state, Role::Admin).await?;
+    let mut tx = access.begin_write(state, Role::Admin).await?;
     let token = tokens::create(
         tx.conn(),
         access.org.id,
@@ -500,15 +513,12 @@ pub async fn create_token(
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            id: token.id,
-            kind: kind.as_str(),
-            name: name.to_string(),
-            secret: token.secret,
-        }),
-    ))
+    Ok(CreatedToken {
+        id: token.id,
+        kind: kind.as_str(),
+        name: name.to_string(),
+        secret: token.secret,
+    })
 }
 
 /// Revokes an API token at once; admins only.
@@ -520,9 +530,21 @@ pub async fn revoke_token(
     caller: Caller,
     Path((slug, id)): Path<(String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
+    revoke_api_token(&state, caller, &slug, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes the token `id` of the org `slug`, with its audit entry (the API's and the
+/// dashboard's revocation). Admins only.
+pub(crate) async fn revoke_api_token(
+    state: &AppState,
+    caller: impl Into<Caller>,
+    slug: &str,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    let mut access = OrgAccess::resolve(state, caller, slug).await?;
     access.require(Role::Admin)?;
-    let mut tx = access.begin_write(&state, Role::Admin).await?;
+    let mut tx = access.begin_write(state, Role::Admin).await?;
     if !tokens::revoke(tx.conn(), id).await? {
         return Err(ApiError::NotFound {
             message: "no such token".into(),
@@ -538,7 +560,7 @@ pub async fn revoke_token(
     )
     .await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

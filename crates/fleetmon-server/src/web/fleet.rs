@@ -22,7 +22,7 @@ use crate::query::fleet::{self, Filter, Machine, Worker};
 use crate::query::overview::{self, JobCounts, RecentFailure};
 use crate::query::window::{Window, WindowParams};
 
-/// How often the overview's script re-reads it (until the live stream lands).
+/// How often a live region's script re-reads its page (the overview: only without its stream).
 pub(super) const REFRESH_S: u32 = 10;
 /// Rows of the machine list per page.
 const LIST_PAGE: i64 = 100;
@@ -189,7 +189,11 @@ pub async fn overview(
                 p.muted { "Fleet overview · " span #updated { "as of " (now.format("%H:%M:%S UTC")) } }
             }
         }
-        div data-live data-refresh=(REFRESH_S) {
+        div data-live data-refresh=(REFRESH_S)
+            data-stream={ "/api/v1/orgs/" (access.org.slug) "/stream" }
+            data-jobs={ (base) "/jobs" }
+            data-truncated[all_machines.len() as i64 == fleet::MAX_PAGE]
+            data-liveness=[query.liveness()] {
             @if !all_machines.is_empty() || any_jobs(&stats.jobs) {
                 (stat_cards(&base, &stats.jobs))
             }
@@ -308,12 +312,12 @@ fn recent_failures(
 fn summary_list(summary: &Summary) -> Markup {
     html! {
         ul.summary aria-label="Fleet summary" {
-            li { strong { (summary.machines) } " machines" }
-            li { strong { (summary.online) } " online" }
-            li { strong { (summary.stale) } " stale" }
-            li { strong { (summary.offline) } " offline" }
-            li { strong { (summary.workers) } " workers" }
-            li { strong { (summary.busy) } " busy" }
+            li { strong data-count="machines" { (summary.machines) } " machines" }
+            li { strong data-count="online" { (summary.online) } " online" }
+            li { strong data-count="stale" { (summary.stale) } " stale" }
+            li { strong data-count="offline" { (summary.offline) } " offline" }
+            li { strong data-count="workers" { (summary.workers) } " workers" }
+            li { strong data-count="busy" { (summary.busy) } " busy" }
             li { strong { (summary.gpus) } " GPUs" }
             @if let Some(utilization) = summary.gpu_utilization {
                 li { strong { (format!("{utilization:.0}%")) } " mean GPU utilisation" }
@@ -325,17 +329,22 @@ fn summary_list(summary: &Summary) -> Markup {
 /// Links to the same view by liveness, with each one's count where the page knows it.
 fn liveness_filter(base: &str, current: Option<&str>, counts: Option<&Summary>) -> Markup {
     let choices = [
-        (None, "All", counts.map(|c| c.machines)),
-        (Some("online"), "Online", counts.map(|c| c.online)),
-        (Some("stale"), "Stale", counts.map(|c| c.stale)),
-        (Some("offline"), "Offline", counts.map(|c| c.offline)),
+        (None, "All", "machines", counts.map(|c| c.machines)),
+        (Some("online"), "Online", "online", counts.map(|c| c.online)),
+        (Some("stale"), "Stale", "stale", counts.map(|c| c.stale)),
+        (
+            Some("offline"),
+            "Offline",
+            "offline",
+            counts.map(|c| c.offline),
+        ),
     ];
     html! {
         nav.filters aria-label="Show machines" {
-            @for (liveness, label, count) in choices {
+            @for (liveness, label, key, count) in choices {
                 a href={ (base) @if let Some(l) = liveness { "?liveness=" (l) } }
                     aria-current=[(liveness == current).then_some("page")] {
-                    (label) @if let Some(count) = count { " (" (count) ")" }
+                    (label) @if let Some(count) = count { " (" span data-count=(key) { (count) } ")" }
                 }
             }
         }
@@ -395,9 +404,9 @@ fn machine_card(
             }
             dl.facts {
                 @if let Some(status) = &machine.reported_status {
-                    div { dt { "Status" } dd { (status) } }
+                    div { dt { "Status" } dd data-fact="status" { (status) } }
                 }
-                div { dt { "Seen" } dd { (ago(machine.last_seen_at, now)) } }
+                div { dt { "Seen" } dd data-fact="seen" { (ago(machine.last_seen_at, now)) } }
                 @if let Some(os) = host["os"].as_str() { div { dt { "OS" } dd { (os) } } }
                 @if let Some(cores) = host["cpu_cores"].as_i64() { div { dt { "CPU" } dd { (cores) " cores" } } }
                 @if let Some(ram) = host["ram_gb"].as_f64() { div { dt { "RAM" } dd { (ram) " GB" } } }
@@ -436,7 +445,7 @@ pub(super) fn gpu_item(machine_id: &str, gpu: &Gpu) -> Markup {
             span.name { (label) " · " (gpu.name) }
             span.muted { @if let Some(t) = gpu.temperature_c { (format!("{t:.0} °C")) } }
             @if let Some(pct) = gpu.utilization_pct {
-                div.bar {
+                div.bar data-bar="utilization" {
                     span #{ (id) "-util" } { "Utilisation" }
                     meter min="0" max="100" low="85" high="95" optimum="50" value=(pct)
                         aria-labelledby={ (id) "-util" } {}
@@ -444,7 +453,7 @@ pub(super) fn gpu_item(machine_id: &str, gpu: &Gpu) -> Markup {
                 }
             }
             @if let (Some(used), Some(total)) = (gpu.memory_used_mb, gpu.memory_total_mb) {
-                div.bar {
+                div.bar data-bar="memory" {
                     span #{ (id) "-mem" } { "Memory" }
                     meter min="0" max=(total) low=(total * 0.85) high=(total * 0.95) optimum="0" value=(used)
                         aria-labelledby={ (id) "-mem" } {}
@@ -478,7 +487,7 @@ fn worker_item(slug: &str, worker: &Worker) -> Markup {
         li.worker data-worker=(worker.id) {
             div.line {
                 span.mono { (worker.id) }
-                span {
+                span data-badges {
                     span.badge.(status) { (status) }
                     @if worker.liveness != "online" {
                         " " span.badge.(worker.liveness) { (worker.liveness) }

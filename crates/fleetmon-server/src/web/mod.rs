@@ -40,6 +40,11 @@ pub fn router() -> Router<AppState> {
         .route("/orgs/{org}/machines/{id}", get(machine::show))
         .route("/orgs/{org}/machines/{id}/remove", post(machine::remove))
         .route("/orgs/{org}/settings", get(settings::settings))
+        .route("/orgs/{org}/settings/tokens", post(settings::create_token))
+        .route(
+            "/orgs/{org}/settings/tokens/{id}/revoke",
+            post(settings::revoke_token),
+        )
         .route("/assets/{file}", get(assets::serve))
 }
 

@@ -4,10 +4,14 @@
 //! page's screenshot goes to `target/screenshots/`. Over plain HTTP: the security headers, the
 //! cached assets, the first load's size, and the forms that work without JavaScript.
 
+use std::sync::Arc;
+
 use chrono::{Duration, Utc};
 use fleetmon_server::auth::tokens::{self, TokenKind};
 use fleetmon_server::db::sql::query;
 use fleetmon_server::db::{TenantContext, TenantDb};
+use fleetmon_server::http::{AppState, LiveStreams};
+use fleetmon_server::live::{listener, Hub};
 use fleetmon_server::orgs::Role;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -25,16 +29,37 @@ pub struct Site {
 }
 
 impl Site {
+    /// A site with live streams, fed by a listener on its database, as `fleetmon serve` runs.
     pub async fn start() -> Self {
+        Self::serving(true).await
+    }
+
+    /// A site that serves no live streams (they answer 503), for the pages' polling fallback.
+    pub async fn without_streams() -> Self {
+        Self::serving(false).await
+    }
+
+    async fn serving(streams: bool) -> Self {
         let db = TestDb::new().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        harness::serve_app(
-            listener,
-            db.tenant(),
-            Default::default(),
-            fleetmon_server::auth::settings::AuthSettings::local_only(&base),
-        );
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", socket.local_addr().unwrap());
+        let tenant = db.tenant();
+        let settings = fleetmon_server::auth::settings::AuthSettings::local_only(&base);
+        let auth = fleetmon_server::auth::Auth::new(settings, &tenant).unwrap();
+        let mut state = AppState::new(tenant, Default::default(), auth);
+        if streams {
+            let hub = Arc::new(Hub::default());
+            let options =
+                listener::listen_options(None, &harness::cluster().owner_options(&db.name))
+                    .unwrap();
+            tokio::spawn(listener::run(options, hub.clone()));
+            assert!(
+                hub.wait_listening(std::time::Duration::from_secs(30)).await,
+                "the listener listens"
+            );
+            state = state.with_live(LiveStreams::new(hub));
+        }
+        harness::serve_state(socket, state);
         Self { base, db }
     }
 
@@ -456,17 +481,7 @@ async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_c
     // A machine ingested while the overview is open appears without a reload.
     browser.goto(&site.url("/orgs/gpu-farm")).await;
     browser.find("li[data-machine='gpu-01']").await;
-    browser.mark_page().await;
-    site.ingest(
-        org,
-        &[event(
-            "machine.heartbeat",
-            json!({"machine_id": "gpu-04", "status": "starting"}),
-        )],
-    )
-    .await;
-    browser.find("li[data-machine='gpu-04']").await;
-    browser.assert_same_page().await;
+    a_new_machine_appears(&browser, &site, org, "gpu-04").await;
     browser.wait_for_text(".summary", "4 machines").await;
     browser
         .assert_clean_console("the overview's live region", &[])
@@ -476,6 +491,22 @@ async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_c
     browser.client.set_window_size(2560, 1440).await.unwrap();
     browser.screenshot("overview-wall").await;
     browser.close().await;
+}
+
+/// Ingests a heartbeat of the new machine `id` while the overview is open and waits until its
+/// card is there, on the same page (no reload).
+pub async fn a_new_machine_appears(browser: &Browser, site: &Site, org: Uuid, id: &str) {
+    browser.mark_page().await;
+    site.ingest(
+        org,
+        &[event(
+            "machine.heartbeat",
+            json!({"machine_id": id, "status": "starting"}),
+        )],
+    )
+    .await;
+    browser.find(&format!("li[data-machine='{id}']")).await;
+    browser.assert_same_page().await;
 }
 
 #[tokio::test]

@@ -119,32 +119,248 @@
     });
   }
 
-  // Live regions: re-read the page every few seconds while it is visible and swap the region in.
-  // (Server-Sent Events will replace this polling.) A page that now answers with the sign-in
-  // form means the session ended: go there.
+  // Copy buttons (`data-copy` names the element whose text they copy): shown only where the
+  // script runs, since without it there is nothing they could do.
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    const source = document.getElementById(button.dataset.copy);
+    if (!source || !navigator.clipboard) continue;
+    button.hidden = false;
+    const label = button.textContent;
+    button.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(source.textContent);
+        button.textContent = "Copied";
+      } catch (_) {
+        // No permission: select it for the keyboard's copy instead.
+        window.getSelection().selectAllChildren(source);
+        button.textContent = "Select and copy";
+      }
+      setTimeout(() => { button.textContent = label; }, 4000);
+    });
+  }
+
+  // Live regions. The overview (data-stream) follows the org's Server-Sent Events and patches
+  // what they carry into the page; anything it cannot patch (a machine or worker it does not
+  // show yet, one removed, a `resync`) re-reads the page and swaps the region in. Other live
+  // regions — and the overview when the stream is refused or unsupported — re-read the page
+  // every few seconds while it is visible. A page that now answers with the sign-in form means
+  // the session ended: go there.
   const live = document.querySelector("[data-live]");
   if (live) {
-    const every = Math.max(2, parseInt(live.dataset.refresh, 10) || 10) * 1000;
     const stamp = document.getElementById("updated");
-    async function update() {
-      if (document.hidden) return;
-      try {
-        const response = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
-        const url = new URL(response.url);
-        if (url.pathname === "/sign-in") { window.location.assign(url.href); return; }
-        if (!response.ok) return;
-        const page = new DOMParser().parseFromString(await response.text(), "text/html");
-        const fresh = page.querySelector("[data-live]");
-        if (fresh) {
+    // The same words as the server's: "as of 14:02:07 UTC".
+    function stamped() {
+      if (stamp) stamp.textContent = "as of " + new Date().toISOString().slice(11, 19) + " UTC";
+    }
+
+    // Re-reads the page; a call while one is running makes it run once more afterwards.
+    let reading = null;
+    let again = false;
+    async function reread() {
+      if (reading) { again = true; return reading; }
+      reading = (async () => {
+        try {
+          const response = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+          const url = new URL(response.url);
+          if (url.pathname === "/sign-in") { window.location.assign(url.href); return false; }
+          if (!response.ok) return false;
+          const page = new DOMParser().parseFromString(await response.text(), "text/html");
+          const fresh = page.querySelector("[data-live]");
+          if (!fresh) return false;
           live.replaceChildren(...Array.from(fresh.childNodes, (node) => document.importNode(node, true)));
-          // The same words as the server's: "as of 14:02:07 UTC".
-          if (stamp) stamp.textContent = "as of " + new Date().toISOString().slice(11, 19) + " UTC";
+          stamped();
+          return true;
+        } catch (_) {
+          // Offline for a moment: keep showing what we have and try again later.
+          return false;
+        } finally {
+          reading = null;
+          if (again) { again = false; reread(); }
         }
-      } catch (_) {
-        // Offline for a moment: keep showing what we have and try again at the next tick.
+      })();
+      return reading;
+    }
+
+    let polling = null;
+    function poll() {
+      if (polling) return;
+      const every = Math.max(2, parseInt(live.dataset.refresh, 10) || 10) * 1000;
+      polling = setInterval(() => { if (!document.hidden) reread(); }, every);
+      document.addEventListener("visibilitychange", () => { if (!document.hidden && polling) reread(); });
+    }
+
+    if (live.dataset.stream && typeof EventSource === "function") follow(live.dataset.stream);
+    else poll();
+
+    function follow(url) {
+      const source = new EventSource(url, { withCredentials: true });
+      let opened = false;
+      const on = (kind, apply) => source.addEventListener(kind, (event) => {
+        try { apply(JSON.parse(event.data)); } catch (_) { reread(); return; }
+        stamped();
+      });
+      // `data-streaming` says the page follows the stream (the "live" mark beside the time).
+      on("ready", () => { opened = true; live.dataset.streaming = ""; });
+      on("resync", () => reread());
+      on("overview", overview);
+      on("machine", machine);
+      on("worker", worker);
+      source.addEventListener("error", async () => {
+        if (source.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
+        delete live.dataset.streaming;
+        // Refused (the session's access token expired, or no stream here): poll instead. A
+        // stream that had worked is tried again once a re-read renewed the session.
+        if (opened && await reread()) { follow(url); return; }
+        poll();
+      });
+    }
+
+    function setText(selector, text) {
+      const element = live.querySelector(selector);
+      if (element) element.textContent = text;
+    }
+
+    // The summary's and the liveness filter's figures of one kind (`data-count`).
+    function count(key) {
+      const element = live.querySelector(`[data-count="${key}"]`);
+      return element ? parseInt(element.textContent, 10) : null;
+    }
+    function setCount(key, value) {
+      for (const element of live.querySelectorAll(`[data-count="${key}"]`)) element.textContent = String(value);
+    }
+    function bump(key, delta) {
+      const now = count(key);
+      if (now !== null) setCount(key, now + delta);
+    }
+
+    // As the server says it: "just now", "42 s ago", "10 min ago", "3 h ago", "3 days ago".
+    function ago(iso) {
+      const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+      if (s < 5) return "just now";
+      if (s < 120) return s + " s ago";
+      if (s < 7200) return Math.floor(s / 60) + " min ago";
+      if (s < 172800) return Math.floor(s / 3600) + " h ago";
+      return Math.floor(s / 86400) + " days ago";
+    }
+
+    // A badge: `<span class="badge online">online</span>`.
+    function badge(word) {
+      const span = document.createElement("span");
+      span.className = "badge " + word;
+      span.textContent = word;
+      return span;
+    }
+
+    // `overview`: the stat cards, the fleet summary and the recent failures.
+    function overview(data) {
+      const jobs = data.jobs;
+      const cards = live.querySelector(".stats");
+      const any = jobs.pending + jobs.active + jobs.completed + jobs.failed + jobs.cancelled > 0;
+      if (!cards) { if (any || data.machines.total > 0) reread(); return; }
+      for (const key of ["active", "pending", "completed"]) setText(`[data-stat="${key}"] strong`, String(jobs[key]));
+      setText('[data-stat="failed"] strong a', String(jobs.failed));
+      const failed = live.querySelector('[data-stat="failed"]');
+      if (failed) failed.classList.toggle("bad", jobs.failed > 0);
+      setText('[data-stat="success-rate"] strong',
+        jobs.success_rate == null ? "—" : (jobs.success_rate * 100).toFixed(1) + "%");
+      // Machines age from online to stale to offline without any write announcing it: counts
+      // that differ from the grid's mean the grid is behind. (A grid of the first machines
+      // only counts those.)
+      const liveness = data.machines.by_liveness;
+      const behind = !("truncated" in live.dataset) && (count("machines") !== data.machines.total || count("workers") !== data.workers.total
+        || ["online", "stale", "offline"].some((state) => count(state) !== liveness[state]));
+      const shown = Array.from(live.querySelectorAll(".recent-failures [data-job]"), (li) => li.dataset.job);
+      const failures = data.recent_failures.map((failure) => failure.id);
+      if (behind || shown.join("\n") !== failures.join("\n")) reread();
+    }
+
+    // Whether the grid would show a new machine of this liveness.
+    function shows(liveness) {
+      if ("truncated" in live.dataset) return false;
+      return !live.dataset.liveness || live.dataset.liveness === liveness;
+    }
+
+    function card(id) {
+      return live.querySelector(`li.machine[data-machine="${CSS.escape(id)}"]`);
+    }
+
+    // `machine`: its liveness, reported status and GPU meters, in place.
+    function machine(data) {
+      const found = card(data.id);
+      if (!found) {
+        // New to this view, unless the view does not show it: a removed one, one of another
+        // liveness than the view's filter, one past a grid of the first machines only.
+        if (!data.removed && shows(data.liveness)) reread();
+        return;
+      }
+      if (data.removed || !shows(data.liveness)) { reread(); return; }
+      if (!found.classList.contains(data.liveness)) {
+        found.classList.remove("online", "stale", "offline");
+        found.classList.add(data.liveness);
+        const was = ["online", "stale", "offline"].find((state) => found.classList.contains(state));
+        found.classList.remove("online", "stale", "offline");
+        found.classList.add(data.liveness);
+        found.querySelector("header .badge").replaceWith(badge(data.liveness));
+        if (was) bump(was, -1);
+        bump(data.liveness, 1);
+      }
+      const status = found.querySelector('[data-fact="status"]');
+      if (status && data.reported_status) status.textContent = data.reported_status;
+      else if (Boolean(status) !== Boolean(data.reported_status)) { reread(); return; }
+      const seen = found.querySelector('[data-fact="seen"]');
+      if (seen) seen.textContent = ago(data.last_seen_at);
+      const gpus = Array.isArray(data.gpus) ? data.gpus : [];
+      const items = found.querySelectorAll("li.gpu");
+      if (items.length !== gpus.length) { reread(); return; }
+      for (const [i, gpu] of gpus.entries()) {
+        const util = items[i].querySelector('[data-bar="utilization"]');
+        const memory = items[i].querySelector('[data-bar="memory"]');
+        const hasMemory = gpu.memory_used_mb != null && gpu.memory_total_mb != null;
+        if (Boolean(util) !== (gpu.utilization_pct != null) || Boolean(memory) !== hasMemory) { reread(); return; }
+        if (util) {
+          util.querySelector("meter").value = gpu.utilization_pct;
+          util.querySelector("meter + span").textContent = Math.round(gpu.utilization_pct) + "%";
+        }
+        if (memory) {
+          memory.querySelector("meter").value = gpu.memory_used_mb;
+          memory.querySelector("meter + span").textContent =
+            (gpu.memory_used_mb / 1024).toFixed(1) + " / " + (gpu.memory_total_mb / 1024).toFixed(1) + " GB";
+        }
       }
     }
-    setInterval(update, every);
-    document.addEventListener("visibilitychange", () => { if (!document.hidden) update(); });
+
+    // `worker`: its status, liveness and current job, in place.
+    function worker(data) {
+      const found = live.querySelector(`li.worker[data-worker="${CSS.escape(data.id)}"]`);
+      const home = found && found.closest("li.machine");
+      const moved = found && (home ? home.dataset.machine : null) !== (data.machine_id || null);
+      if (!found || data.removed || moved) {
+        // A new worker matters on a machine the grid shows, or on none when the grid is all.
+        const where = data.machine_id ? card(data.machine_id) : !live.dataset.liveness;
+        if (found || (!data.removed && where)) reread();
+        return;
+      }
+      const badges = found.querySelector("[data-badges]");
+      // The summary's busy workers: busy and not offline, as the server counts them.
+      const busy = (status, liveness) => status === "busy" && liveness !== "offline";
+      const before = Array.from(badges.querySelectorAll(".badge"), (b) => b.textContent);
+      const wasBusy = busy(before[0], before[1] || "online");
+      const status = data.status || "unknown";
+      if (wasBusy !== busy(status, data.liveness)) bump("busy", wasBusy ? -1 : 1);
+      const words = data.liveness === "online" ? [badge(status)] : [badge(status), " ", badge(data.liveness)];
+      badges.replaceChildren(...words);
+      let job = found.querySelector(".job");
+      if (!data.current_job_id) { if (job) job.remove(); return; }
+      if (!job) {
+        job = document.createElement("div");
+        job.className = "job";
+        found.querySelector(".line").after(job);
+      }
+      const link = document.createElement("a");
+      link.className = "mono";
+      link.href = live.dataset.jobs + "/" + encodeURIComponent(data.current_job_id);
+      link.textContent = data.current_job_id;
+      job.replaceChildren("Job ", link);
+    }
   }
 })();
