@@ -9,62 +9,23 @@
 mod env;
 #[path = "support/pg.rs"]
 mod pg;
+#[path = "support/server.rs"]
+mod server;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use chrono::Utc;
 use fleetmon_proto::ingest::{Event, EventBody, IngestResponse};
 use fleetmon_server::auth::tokens::{self, TokenKind};
 use fleetmon_server::db::sql::query_scalar;
 use fleetmon_server::db::{TenantContext, TenantDb};
-use fleetmon_server::simulate::{Fleet, FleetShape};
 use sqlx::ConnectOptions;
 use uuid::Uuid;
 
 use env::env_or;
 use pg::BenchPostgres;
+use server::{generate, Server};
 
 const BATCH: usize = 500;
-
-/// The simulator's events for a busy fleet, over the last minutes of simulated time.
-fn generate(count: usize) -> Vec<Event> {
-    let mut fleet = Fleet::new(FleetShape {
-        machines: 100,
-        workers_per_machine: 4,
-        jobs_per_second: 150.0,
-        seed: 2026,
-    });
-    let start = Utc::now() - chrono::Duration::minutes(40);
-    let mut events = Vec::with_capacity(count);
-    let mut tick = 0;
-    while events.len() < count {
-        events.extend(fleet.tick(start + chrono::Duration::milliseconds(tick * 250)));
-        tick += 1;
-    }
-    events.truncate(count);
-    events
-}
-
-/// The server under test dies with the benchmark, even when it panics.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn csv(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
@@ -154,55 +115,19 @@ async fn main() {
         .map(|c| serde_json::json!({"events": c}).to_string())
         .collect();
 
-    // The server under test, as its own process so its memory can be read.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let url = pg.server.connect_options().to_url_lossy().to_string();
-    let child = Command::new(env!("CARGO_BIN_EXE_fleetmon"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &url)
-        .env("FLEETMON_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = KillOnDrop(child);
-    let base = format!("http://127.0.0.1:{port}");
+    let server = Server::start(&url, &[]).await;
+    let base = server.base.clone();
     let http = reqwest::Client::new();
-    while http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     eprintln!(
         "ingesting {} batches of {BATCH} with {clients} concurrent clients…",
         bodies.len()
     );
-    let rss_start = rss_kib(child.0.id(), "VmRSS:");
+    let rss_start = server.memory_kib("VmRSS:");
     let bodies = std::sync::Arc::new(bodies);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
-    let sampler = {
-        let pid = child.0.id();
-        tokio::spawn(async move {
-            let mut samples = Vec::new();
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                samples.push(rss_kib(pid, "VmRSS:"));
-                if samples.len() > 3600 {
-                    return samples;
-                }
-            }
-        })
-    };
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (bodies, next, http, base, token) = (
@@ -241,10 +166,9 @@ async fn main() {
         accepted += task.await.unwrap();
     }
     let http_elapsed = started.elapsed();
-    sampler.abort();
-    let rss_end = rss_kib(child.0.id(), "VmRSS:");
-    let rss_peak = rss_kib(child.0.id(), "VmHWM:");
-    drop(child);
+    let rss_end = server.memory_kib("VmRSS:");
+    let rss_peak = server.memory_kib("VmHWM:");
+    drop(server);
 
     eprintln!("copying the same history rows with COPY…");
     let (jobs, fleet, samples) = copy_rows(orgs[1], &events);
