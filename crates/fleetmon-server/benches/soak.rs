@@ -154,10 +154,14 @@ async fn main() {
                 return;
             };
             opened.record(started, true);
+            // An event is a line starting `event:`; the last 6 bytes of what came before are kept
+            // so that one split across chunks still counts, once.
+            let mut seen = b"\n".to_vec();
             while let Ok(Some(chunk)) = response.chunk().await {
-                let events = chunk.windows(7).filter(|w| w == b"\nevent:").count();
-                let first = u64::from(chunk.starts_with(b"event:"));
-                received.fetch_add(events as u64 + first, Ordering::Relaxed);
+                seen.extend_from_slice(&chunk);
+                let events = seen.windows(7).filter(|w| w == b"\nevent:").count();
+                received.fetch_add(events as u64, Ordering::Relaxed);
+                seen.drain(..seen.len().saturating_sub(6));
             }
             // The server ends streams only when it shuts down, which it does not here.
             ended_early.fetch_add(1, Ordering::Relaxed);
