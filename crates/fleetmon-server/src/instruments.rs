@@ -32,6 +32,7 @@ struct Instruments {
     jwks_refreshes: Family<Labels, Counter>,
     stream_clients: Gauge,
     stream_resyncs: Family<Labels, Counter>,
+    stream_loads: Family<Labels, Counter>,
     change_listener_up: Gauge,
     change_listener_losses: Counter,
     change_notifications: Counter,
@@ -93,6 +94,12 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         "stream_resyncs",
         "resync events sent to live-stream clients, by reason",
         stream_resyncs.clone(),
+    );
+    let stream_loads = Family::<Labels, Counter>::default();
+    registry.register(
+        "stream_loads",
+        "loads of changed rows and overviews shared by an org's live streams, by outcome",
+        stream_loads.clone(),
     );
     let change_listener_up = Gauge::default();
     registry.register(
@@ -169,6 +176,7 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         jwks_refreshes,
         stream_clients,
         stream_resyncs,
+        stream_loads,
         change_listener_up,
         change_listener_losses,
         change_notifications,
@@ -232,6 +240,15 @@ pub fn stream_resync(reason: &str) {
     INSTRUMENTS
         .stream_resyncs
         .get_or_create(&vec![("reason", reason.to_string())])
+        .inc();
+}
+
+/// One load shared by an org's live streams ended.
+pub fn stream_load(succeeded: bool) {
+    let outcome = if succeeded { "ok" } else { "failed" };
+    INSTRUMENTS
+        .stream_loads
+        .get_or_create(&vec![("outcome", outcome.to_string())])
         .inc();
 }
 

@@ -33,7 +33,7 @@ where
 
 /// The window `[since, until)`: both, or either with `range` (its length); `until` defaults to
 /// now and `range` to 24h.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WindowQuery {
     /// A duration: `1h`, `24h`, `7d`, `30d`, or any `<n>s|m|h|d`.

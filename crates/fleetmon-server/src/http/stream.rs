@@ -1,15 +1,16 @@
 //! `GET /api/v1/orgs/{org}/stream`: Server-Sent Events carrying the new state of the org's
 //! changed machines, workers and jobs, for viewers and read tokens.
 //!
-//! Each client has a mailbox in the process's hub (see `live`). The stream waits for changes,
-//! pushes at most one batch per [`MIN_PUSH_INTERVAL`] (changes meanwhile are merged), and loads
-//! what changed in the client's own tenant transaction, so row-level security applies as to any
-//! read. A client reconnecting with `Last-Event-ID` is sent what changed since, when the process
+//! Each client has a mailbox in the process's hub (see `live`). The stream waits for changes and
+//! has them loaded, together with every other stream of the org here, by one tenant transaction
+//! (see [`loads`]): at most about four pushes a second, with changes meanwhile merged. A client reconnecting with `Last-Event-ID` is sent what changed since, when the process
 //! it reaches still knows (see `live::hub`), else a `resync` first. The client's credentials are
 //! checked again every [`LiveStreams::recheck_every`]: the stream ends once they no longer allow
 //! reading the org (token revoked, session ended, membership removed).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+mod loads;
+
+use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +29,9 @@ use super::openapi::OrgPath;
 use super::params::{Params, WindowQuery};
 use super::{ApiError, AppState};
 use crate::live::{Changes, Hub, Pending, Resync, Subscription, MAX_IDS};
-use crate::orgs::{settings as org_settings, Role};
-use crate::query::fleet::{self, Filter};
-use crate::query::{jobs, overview};
-
-/// At most about four pushes a second per client.
-const MIN_PUSH_INTERVAL: Duration = Duration::from_millis(250);
+use crate::orgs::Role;
+use crate::query::fleet;
+use loads::{json, Kind, LoadFailed, Loaded, Loads, OrgLoads};
 /// A comment this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The overview is sent again after this long without changes: liveness counts move as machines
@@ -45,10 +43,12 @@ const RETRY: Duration = Duration::from_secs(2);
 // One load per kind fetches every pending id.
 const _: () = assert!(MAX_IDS as i64 <= fleet::MAX_PAGE);
 
-/// What streams need: the hub they subscribe to, and how often they check credentials again.
+/// What streams need: the hub they subscribe to, the loads they share, and how often they check
+/// credentials again.
 #[derive(Clone)]
 pub struct LiveStreams {
     pub hub: Arc<Hub>,
+    loads: Arc<Loads>,
     pub recheck_every: Duration,
 }
 
@@ -56,8 +56,15 @@ impl LiveStreams {
     pub fn new(hub: Arc<Hub>) -> Self {
         Self {
             hub,
+            loads: Arc::default(),
             recheck_every: Duration::from_secs(60),
         }
+    }
+
+    /// How many loads the streams here have run, each shared by all streams of its org that
+    /// wanted one at the time.
+    pub fn loads_run(&self) -> u64 {
+        self.loads.run()
     }
 }
 
@@ -104,6 +111,7 @@ pub async fn stream(
         Some(reason) => resync_event(reason, &start.id),
     };
     let client = Client {
+        loads: live.loads.of(access.org.id),
         state,
         access,
         credentials,
@@ -111,7 +119,6 @@ pub async fn stream(
         queue: VecDeque::from([first.retry(RETRY)]),
         window,
         last_id: start.id,
-        last_push: None,
         overview_at: Instant::now(),
         recheck_every: live.recheck_every,
         recheck_at: Instant::now() + live.recheck_every,
@@ -128,6 +135,7 @@ pub async fn stream(
 struct Client {
     state: AppState,
     access: OrgAccess,
+    loads: Arc<OrgLoads>,
     /// The request's `Authorization` and `Cookie`, to check them again later.
     credentials: HeaderMap,
     subscription: Subscription,
@@ -136,17 +144,17 @@ struct Client {
     window: WindowQuery,
     /// The id of the state the client has been brought to.
     last_id: String,
-    last_push: Option<Instant>,
     overview_at: Instant,
     recheck_every: Duration,
     recheck_at: Instant,
 }
 
 fn event(kind: &str, id: &str, data: &impl Serialize) -> Event {
-    Event::default()
-        .event(kind)
-        .id(id)
-        .data(serde_json::to_string(data).unwrap_or_else(|_| "null".into()))
+    json_event(kind, id, &json(data))
+}
+
+fn json_event(kind: &str, id: &str, json: &str) -> Event {
+    Event::default().event(kind).id(id).data(json)
 }
 
 fn resync_event(reason: Resync, id: &str) -> Event {
@@ -175,20 +183,12 @@ impl Client {
                 }
                 () = tokio::time::sleep_until(self.overview_at) => {
                     self.overview_at = Instant::now() + OVERVIEW_REFRESH;
-                    match self.overview(&self.last_id).await {
-                        Ok(event) => self.queue.push_back(event),
-                        Err(error) => tracing::warn!(?error, "could not load a stream's overview"),
+                    if let Ok(loaded) = self.loaded(&Changes::default()).await {
+                        self.queue.extend(self.overview(&loaded, &self.last_id));
                     }
                     continue;
                 }
             }
-            if let Some(last) = self.last_push {
-                tokio::time::sleep_until(last + MIN_PUSH_INTERVAL).await;
-            }
-            if self.subscription.is_closed() {
-                return None;
-            }
-            self.last_push = Some(Instant::now());
             let (pending, id) = self.subscription.take();
             self.push(pending, &id).await;
         }
@@ -198,63 +198,36 @@ impl Client {
     async fn push(&mut self, pending: Pending, id: &str) {
         self.last_id = id.to_string();
         self.overview_at = Instant::now() + OVERVIEW_REFRESH;
-        let loaded = match pending.resync {
-            Some(reason) => {
-                self.queue.push_back(resync_event(reason, id));
-                self.overview(id).await.map(|event| vec![event])
+        if let Some(reason) = pending.resync {
+            self.queue.push_back(resync_event(reason, id));
+            if let Ok(loaded) = self.loaded(&Changes::default()).await {
+                self.queue.extend(self.overview(&loaded, id));
             }
-            None => self.load(&pending.changes, id).await,
+            return;
+        }
+        let Ok(loaded) = self.loaded(&pending.changes).await else {
+            self.subscription.resync(Resync::LoadFailed);
+            return;
         };
-        match loaded {
-            Ok(events) => self.queue.extend(events),
-            Err(error) if pending.resync.is_some() => {
-                tracing::warn!(?error, "could not load a stream's overview");
-            }
-            Err(error) => {
-                tracing::warn!(?error, "could not load a stream's changes");
-                self.subscription.resync(Resync::LoadFailed);
-            }
+        let changes = &pending.changes;
+        for (kind, ids) in [
+            (Kind::Machine, &changes.machines),
+            (Kind::Worker, &changes.workers),
+            (Kind::Job, &changes.jobs),
+        ] {
+            self.queue.extend(row_events(&loaded, kind, id, ids));
         }
+        self.queue.extend(self.overview(&loaded, id));
     }
 
-    /// The org's overview now, for the client's window.
-    async fn overview(&self, id: &str) -> Result<Event, ApiError> {
-        let window = self.window.window()?;
-        let mut tx = self.state.db.begin(self.access.context()).await?;
-        let settings = org_settings::get(tx.conn(), self.access.org.id).await?;
-        let counters = overview::load(tx.conn(), self.access.org.id, &settings, window).await?;
-        tx.commit().await?;
-        Ok(event("overview", id, &counters))
+    /// `changes` and the client's overview, loaded by the org's next shared load.
+    async fn loaded(&self, changes: &Changes) -> Result<Arc<Loaded>, LoadFailed> {
+        self.loads.load(&self.state, changes, &self.window).await
     }
 
-    /// The new state of `changes`, and the overview after them, as events with `id`.
-    async fn load(&self, changes: &Changes, id: &str) -> Result<Vec<Event>, ApiError> {
-        let window = self.window.window()?;
-        let org = self.access.org.id;
-        let filter = |ids: &BTreeSet<String>| Filter::ids(ids.iter().cloned().collect());
-        let mut tx = self.state.db.begin(self.access.context()).await?;
-        let settings = org_settings::get(tx.conn(), org).await?;
-        let mut events = Vec::new();
-        if !changes.machines.is_empty() {
-            let rows =
-                fleet::machines(tx.conn(), org, &settings, &filter(&changes.machines)).await?;
-            events.extend(row_events("machine", id, &changes.machines, &rows, |m| {
-                &m.id
-            }));
-        }
-        if !changes.workers.is_empty() {
-            let rows = fleet::workers(tx.conn(), org, &settings, &filter(&changes.workers)).await?;
-            events.extend(row_events("worker", id, &changes.workers, &rows, |w| &w.id));
-        }
-        if !changes.jobs.is_empty() {
-            let ids: Vec<String> = changes.jobs.iter().cloned().collect();
-            let rows = jobs::summaries(tx.conn(), org, &ids).await?;
-            events.extend(row_events("job", id, &changes.jobs, &rows, |j| &j.id));
-        }
-        let counters = overview::load(tx.conn(), org, &settings, window).await?;
-        events.push(event("overview", id, &counters));
-        tx.commit().await?;
-        Ok(events)
+    fn overview(&self, loaded: &Loaded, id: &str) -> Option<Event> {
+        let overview = loaded.overview(&self.window)?;
+        Some(json_event("overview", id, overview))
     }
 
     /// Whether the client's credentials still allow reading the org. Unknown (the database or
@@ -286,19 +259,16 @@ impl Client {
 }
 
 /// One event per wanted id: its row, or `{"id": …, "removed": true}` when it no longer exists.
-fn row_events<T: Serialize>(
-    kind: &str,
-    id: &str,
-    wanted: &BTreeSet<String>,
-    rows: &[T],
-    key: impl Fn(&T) -> &String,
-) -> Vec<Event> {
-    let found: BTreeMap<&String, &T> = rows.iter().map(|row| (key(row), row)).collect();
+fn row_events<'a>(
+    loaded: &'a Loaded,
+    kind: Kind,
+    id: &'a str,
+    wanted: &'a BTreeSet<String>,
+) -> impl Iterator<Item = Event> + 'a {
     wanted
         .iter()
-        .map(|wanted| match found.get(wanted) {
-            Some(row) => event(kind, id, row),
-            None => event(kind, id, &json!({"id": wanted, "removed": true})),
+        .map(move |wanted| match loaded.row(kind, wanted) {
+            Some(row) => json_event(kind.event(), id, row),
+            None => event(kind.event(), id, &json!({"id": wanted, "removed": true})),
         })
-        .collect()
 }

@@ -452,10 +452,6 @@ impl Subscription {
     pub fn resync(&self, reason: Resync) {
         self.mailbox.resync(reason);
     }
-
-    pub fn is_closed(&self) -> bool {
-        self.mailbox.state.lock().expect("mailbox lock").closed
-    }
 }
 
 impl Drop for Subscription {

@@ -454,6 +454,7 @@ async fn a_killed_listener_connection_means_a_resync_then_changes_flow_again() {
 struct LiveApp {
     base: String,
     hub: Arc<Hub>,
+    live: LiveStreams,
     tenant: TenantDb,
     _db: TestDb,
 }
@@ -481,16 +482,15 @@ impl LiveApp {
         tokio::spawn(listener::run(options, hub.clone()));
         assert!(hub.wait_listening(PATIENCE).await, "the listener listens");
         let auth = fleetmon_server::auth::Auth::new(harness::local_auth(), &tenant).unwrap();
-        let live = LiveStreams {
-            hub: hub.clone(),
-            recheck_every: RECHECK_EVERY,
-        };
-        let state = AppState::new(tenant.clone(), Default::default(), auth).with_live(live);
+        let mut live = LiveStreams::new(hub.clone());
+        live.recheck_every = RECHECK_EVERY;
+        let state = AppState::new(tenant.clone(), Default::default(), auth).with_live(live.clone());
         let base = format!("http://{}", listener.local_addr().unwrap());
         harness::serve_state(listener, state);
         Self {
             base,
             hub,
+            live,
             tenant,
             _db: db,
         }
@@ -624,6 +624,61 @@ async fn a_signed_in_viewer_streams_with_the_session_cookie() {
     org.send(&app.base, &[heartbeat("seen-by-viewer")]).await;
     let seen = stream.until("machine").await;
     assert_eq!(rows(&seen), pairs(&[("machine", "seen-by-viewer")]));
+}
+
+/// Many streams of one org are brought up to date by shared loads, not one load each, and each
+/// still gets the overview of its own window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streams_of_an_org_share_their_loads() {
+    const STREAMS: usize = 24;
+    let app = LiveApp::start().await;
+    let org = Org::create(&app.tenant).await;
+    let mut streams = Vec::new();
+    for n in 0..STREAMS {
+        let (range, hours) = if n % 2 == 0 { ("1h", 1) } else { ("7d", 168) };
+        let response = reqwest::Client::new()
+            .get(format!("{}{}?range={range}", app.base, org.stream_path()))
+            .bearer_auth(&org.read)
+            .send()
+            .await
+            .unwrap();
+        let mut stream = SseReader::of(response);
+        assert_eq!(stream.expect().await.event, "ready");
+        stream.until("overview").await;
+        streams.push((hours, stream));
+    }
+
+    let loads_before = app.live.loads_run();
+    org.send(
+        &app.base,
+        &[
+            heartbeat("shared-machine"),
+            event("job.submitted", json!({"job_id": "shared-job"})),
+        ],
+    )
+    .await;
+    let want = pairs(&[("machine", "shared-machine"), ("job", "shared-job")]);
+    for (hours, stream) in &mut streams {
+        let mut seen = Vec::new();
+        while rows(&seen) != want {
+            seen.extend(stream.until("overview").await);
+        }
+        let overview = &seen.last().unwrap().data;
+        let at = |field: &str| {
+            chrono::DateTime::parse_from_rfc3339(overview[field].as_str().unwrap()).unwrap()
+        };
+        assert_eq!(
+            (at("until") - at("since")).num_hours(),
+            *hours,
+            "{overview}"
+        );
+        assert_eq!(overview["jobs"]["pending"], 1, "{overview}");
+    }
+    let loads = app.live.loads_run() - loads_before;
+    assert!(
+        (1..=STREAMS as u64 / 4).contains(&loads),
+        "{loads} loads brought {STREAMS} streams up to date"
+    );
 }
 
 /// A connection that asks for the stream at `path` of `base` with `token` and then never reads,
