@@ -1,26 +1,27 @@
 //! `GET /api/v1/orgs/{org}/stream`: Server-Sent Events carrying the new state of the org's
 //! changed machines, workers and jobs, for viewers and read tokens.
 //!
-//! Each client has a mailbox in the process's hub (see `live`). The stream waits for changes and
-//! has them loaded, together with every other stream of the org here, by one tenant transaction
-//! (see [`loads`]): at most about four pushes a second, with changes meanwhile merged. A client reconnecting with `Last-Event-ID` is sent what changed since, when the process
-//! it reaches still knows (see `live::hub`), else a `resync` first. The client's credentials are
-//! checked again every [`LiveStreams::recheck_every`]: the stream ends once they no longer allow
-//! reading the org (token revoked, session ended, membership removed).
+//! Each client has a mailbox in the process's hub (see `live`) saying how far it has been
+//! brought. The stream waits until it is owed something and has it loaded and encoded together
+//! with every other stream of the org here (see [`pushes`]): at most about four pushes a second,
+//! with changes meanwhile merged. A client reconnecting with `Last-Event-ID` is sent what
+//! changed since, when the process it reaches still knows (see `live::hub`), else a `resync`
+//! first. The client's credentials are checked again every [`LiveStreams::recheck_every`]: the
+//! stream ends once they no longer allow reading the org (token revoked, session ended,
+//! membership removed).
 
-mod loads;
+mod pushes;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{header, HeaderMap};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use fleetmon_proto::ErrorBody;
-use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -28,11 +29,12 @@ use super::auth::{OrgAccess, Principal};
 use super::openapi::OrgPath;
 use super::params::{Params, WindowQuery};
 use super::{ApiError, AppState};
-use crate::live::{Changes, Hub, Pending, Resync, Subscription, MAX_IDS};
+use crate::live::{Hub, Resync, Subscription, MAX_IDS};
 use crate::orgs::Role;
 use crate::query::fleet;
-use loads::{json, Kind, LoadFailed, Loaded, Loads, OrgLoads};
-/// A comment this often keeps proxies from closing an idle stream.
+use pushes::{json, render, resync_data, OrgPushes, Pushes};
+
+/// A comment after this long without events keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The overview is sent again after this long without changes: liveness counts move as machines
 /// fall silent, which no write announces.
@@ -40,23 +42,23 @@ const OVERVIEW_REFRESH: Duration = Duration::from_secs(15);
 /// How soon a browser should reconnect after the stream breaks.
 const RETRY: Duration = Duration::from_secs(2);
 
-// One load per kind fetches every pending id.
+// One load per kind and page fetches what one stream is owed.
 const _: () = assert!(MAX_IDS as i64 <= fleet::MAX_PAGE);
 
-/// What streams need: the hub they subscribe to, the loads they share, and how often they check
-/// credentials again.
+/// What streams need: the hub they subscribe to, the pushes they share, and how often they
+/// check credentials again.
 #[derive(Clone)]
 pub struct LiveStreams {
     pub hub: Arc<Hub>,
-    loads: Arc<Loads>,
+    pushes: Arc<Pushes>,
     pub recheck_every: Duration,
 }
 
 impl LiveStreams {
     pub fn new(hub: Arc<Hub>) -> Self {
         Self {
+            pushes: Arc::new(Pushes::new(hub.clone())),
             hub,
-            loads: Arc::default(),
             recheck_every: Duration::from_secs(60),
         }
     }
@@ -64,7 +66,7 @@ impl LiveStreams {
     /// How many loads the streams here have run, each shared by all streams of its org that
     /// wanted one at the time.
     pub fn loads_run(&self) -> u64 {
-        self.loads.run()
+        self.pushes.loads()
     }
 }
 
@@ -106,68 +108,70 @@ pub async fn stream(
     }
     // The first event says the stream is live — or, after a gap that cannot be caught up with,
     // that the client must reload first; both say how soon to reconnect.
-    let first = match start.resync {
-        None => event("ready", &start.id, &json!({"org": access.org.slug})),
-        Some(reason) => resync_event(reason, &start.id),
-    };
+    let mut first = format!("retry: {}\n", RETRY.as_millis());
+    match start.resync {
+        None => render(
+            &mut first,
+            "ready",
+            &start.id,
+            &json(&json!({"org": access.org.slug})),
+        ),
+        Some(reason) => {
+            crate::instruments::stream_resync(reason.as_str());
+            render(&mut first, "resync", &start.id, &json(&resync_data(reason)));
+        }
+    }
+    let now = Instant::now();
     let client = Client {
-        loads: live.loads.of(access.org.id),
+        pushes: live.pushes.of(access.org.id),
         state,
         access,
         credentials,
         subscription,
-        queue: VecDeque::from([first.retry(RETRY)]),
+        queue: VecDeque::from([Bytes::from(first)]),
         window,
-        last_id: start.id,
-        overview_at: Instant::now(),
+        last_sent: now,
+        overview_at: now,
         recheck_every: live.recheck_every,
-        recheck_at: Instant::now() + live.recheck_every,
+        recheck_at: now + live.recheck_every,
     };
     let events = futures_util::stream::unfold(client, |mut client| async move {
-        let event = client.next().await?;
-        Some((Ok::<_, Infallible>(event), client))
+        let events = client.next().await?;
+        Some((Ok::<_, Infallible>(events), client))
     });
-    let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"));
-    // Proxies that buffer responses (nginx) would hold events back.
-    Ok(([("x-accel-buffering", "no")], sse).into_response())
+    let headers = [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+        // Proxies that buffer responses (nginx) would hold events back.
+        (header::HeaderName::from_static("x-accel-buffering"), "no"),
+    ];
+    Ok((headers, Body::from_stream(events)).into_response())
 }
 
 struct Client {
     state: AppState,
     access: OrgAccess,
-    loads: Arc<OrgLoads>,
+    pushes: Arc<OrgPushes>,
     /// The request's `Authorization` and `Cookie`, to check them again later.
     credentials: HeaderMap,
     subscription: Subscription,
-    queue: VecDeque<Event>,
+    /// Encoded events not sent yet.
+    queue: VecDeque<Bytes>,
     /// The overview's window, as the client asked for it (a range is a rolling window).
     window: WindowQuery,
-    /// The id of the state the client has been brought to.
-    last_id: String,
+    last_sent: Instant,
     overview_at: Instant,
     recheck_every: Duration,
     recheck_at: Instant,
 }
 
-fn event(kind: &str, id: &str, data: &impl Serialize) -> Event {
-    json_event(kind, id, &json(data))
-}
-
-fn json_event(kind: &str, id: &str, json: &str) -> Event {
-    Event::default().event(kind).id(id).data(json)
-}
-
-fn resync_event(reason: Resync, id: &str) -> Event {
-    crate::instruments::stream_resync(reason.as_str());
-    event("resync", id, &json!({"reason": reason.as_str()}))
-}
-
 impl Client {
-    /// The next event; `None` ends the stream (server shutdown, or access lost).
-    async fn next(&mut self) -> Option<Event> {
+    /// The next events to send; `None` ends the stream (server shutdown, or access lost).
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(event) = self.queue.pop_front() {
-                return Some(event);
+            if let Some(events) = self.queue.pop_front() {
+                self.last_sent = Instant::now();
+                return Some(events);
             }
             tokio::select! {
                 changed = self.subscription.changed() => {
@@ -181,53 +185,31 @@ impl Client {
                     }
                     continue;
                 }
-                () = tokio::time::sleep_until(self.overview_at) => {
-                    self.overview_at = Instant::now() + OVERVIEW_REFRESH;
-                    if let Ok(loaded) = self.loaded(&Changes::default()).await {
-                        self.queue.extend(self.overview(&loaded, &self.last_id));
-                    }
+                // With nothing owed, the push is the overview alone.
+                () = tokio::time::sleep_until(self.overview_at) => {}
+                () = tokio::time::sleep_until(self.last_sent + KEEP_ALIVE) => {
+                    self.queue.push_back(Bytes::from_static(b": keep-alive\n\n"));
                     continue;
                 }
             }
-            let (pending, id) = self.subscription.take();
-            self.push(pending, &id).await;
+            self.push().await;
         }
     }
 
-    /// Queues what `pending` brings, then the overview; `id` names the state it brings.
-    async fn push(&mut self, pending: Pending, id: &str) {
-        self.last_id = id.to_string();
+    /// Queues what the client is owed, then the overview.
+    async fn push(&mut self) {
         self.overview_at = Instant::now() + OVERVIEW_REFRESH;
-        if let Some(reason) = pending.resync {
-            self.queue.push_back(resync_event(reason, id));
-            if let Ok(loaded) = self.loaded(&Changes::default()).await {
-                self.queue.extend(self.overview(&loaded, id));
+        let owed = self.subscription.owed();
+        match self.pushes.push(&self.state, owed, &self.window).await {
+            Ok(push) => {
+                if let Some(reason) = push.resync {
+                    crate::instruments::stream_resync(reason.as_str());
+                }
+                self.subscription.brought_to(push.seq);
+                self.queue.push_back(push.events);
             }
-            return;
+            Err(_) => self.subscription.resync(Resync::LoadFailed),
         }
-        let Ok(loaded) = self.loaded(&pending.changes).await else {
-            self.subscription.resync(Resync::LoadFailed);
-            return;
-        };
-        let changes = &pending.changes;
-        for (kind, ids) in [
-            (Kind::Machine, &changes.machines),
-            (Kind::Worker, &changes.workers),
-            (Kind::Job, &changes.jobs),
-        ] {
-            self.queue.extend(row_events(&loaded, kind, id, ids));
-        }
-        self.queue.extend(self.overview(&loaded, id));
-    }
-
-    /// `changes` and the client's overview, loaded by the org's next shared load.
-    async fn loaded(&self, changes: &Changes) -> Result<Arc<Loaded>, LoadFailed> {
-        self.loads.load(&self.state, changes, &self.window).await
-    }
-
-    fn overview(&self, loaded: &Loaded, id: &str) -> Option<Event> {
-        let overview = loaded.overview(&self.window)?;
-        Some(json_event("overview", id, overview))
     }
 
     /// Whether the client's credentials still allow reading the org. Unknown (the database or
@@ -256,19 +238,4 @@ impl Client {
             Err(_) => false,
         }
     }
-}
-
-/// One event per wanted id: its row, or `{"id": …, "removed": true}` when it no longer exists.
-fn row_events<'a>(
-    loaded: &'a Loaded,
-    kind: Kind,
-    id: &'a str,
-    wanted: &'a BTreeSet<String>,
-) -> impl Iterator<Item = Event> + 'a {
-    wanted
-        .iter()
-        .map(move |wanted| match loaded.row(kind, wanted) {
-            Some(row) => json_event(kind.event(), id, row),
-            None => event(kind.event(), id, &json!({"id": wanted, "removed": true})),
-        })
 }

@@ -1,16 +1,18 @@
-//! The fan-out inside one process: every streaming client has a mailbox under its org, and the
-//! listener drops each notification into the mailboxes of that org only.
-//!
-//! A mailbox holds ids, merged — a client that falls behind gets each changed row once, however
-//! often it changed — and at most [`MAX_IDS`] of them: past that it is emptied and marked for a
-//! resync. So a client that never reads costs a bounded amount of memory, and delivering never
-//! waits for any client.
+//! The fan-out inside one process: the listener hands each notification to the org it names,
+//! and every streaming client of that org has a mailbox there.
 //!
 //! Deliveries are numbered in the order they arrive, which is the order the writes committed.
-//! Each org served here also keeps its recent deliveries (at most [`MAX_IDS`] ids, at most
-//! [`RECENT_FOR`] old), so a client that reconnects with the number it last saw is sent what
-//! changed since instead of reloading everything. Event ids name the process too: a number from
-//! another process (another replica, or before a restart) cannot be served and means a resync.
+//! Each org served here keeps its recent deliveries in one log shared by all its clients (at most
+//! [`RECENT_IDS`] ids, at most [`RECENT_FOR`] old). A client's mailbox holds no ids, only the
+//! number of the last delivery the client has been brought to: what it is owed is the log after
+//! that number, read when it is next pushed to — and read once for all the org's clients at the
+//! same number (see `http::stream`). So a delivery costs the same however many clients the org
+//! has, and a client that never reads costs nothing that grows: once the log has dropped a
+//! delivery it was not sent, it is marked for a resync instead.
+//!
+//! A client that reconnects with the number it last saw is brought up from there when the log
+//! still has everything since. Event ids name the process too: a number from another process
+//! (another replica, or before a restart) cannot be served and means a resync.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +29,11 @@ use crate::instruments;
 /// remembered after its last client left.
 pub const RECENT_FOR: Duration = Duration::from_secs(600);
 
+/// Most ids an org's log keeps: ten full pushes. A client further behind reloads instead.
+pub const RECENT_IDS: usize = 10 * MAX_IDS;
+
 /// Why a client must reload everything instead of being told what changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Resync {
     /// The listener's connection was lost: notifications may have been missed meanwhile.
     ListenerReconnected,
@@ -51,74 +56,64 @@ impl Resync {
     }
 }
 
-/// What a client has not been sent yet. A pending resync supersedes any ids.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Pending {
-    pub changes: Changes,
+/// What a client is owed: the deliveries after `seen`, or a reload when `resync` says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owed {
+    pub seen: u64,
     pub resync: Option<Resync>,
 }
 
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.resync.is_none() && self.changes.is_empty()
-    }
-}
-
-#[derive(Default)]
 struct Mailbox {
     state: Mutex<MailboxState>,
     wake: Notify,
 }
 
-#[derive(Default)]
 struct MailboxState {
-    pending: Pending,
+    /// The last delivery the client has been brought to.
+    seen: u64,
+    /// The last delivery to the client's org.
+    latest: u64,
+    resync: Option<Resync>,
     closed: bool,
 }
 
 impl Mailbox {
-    /// Merges `changes`; returns whether that overflowed the mailbox.
-    fn add(&self, changes: &Changes) -> bool {
-        let overflowed = {
-            let mut state = self.state.lock().expect("mailbox lock");
-            let pending = &mut state.pending;
-            if pending.resync.is_some() {
-                false
-            } else {
-                pending.changes.extend(changes.clone());
-                let over = pending.changes.len() > MAX_IDS;
-                if over {
-                    pending.changes = Changes::default();
-                    pending.resync = Some(Resync::TooManyChanges);
-                }
-                over
-            }
-        };
-        self.wake.notify_one();
-        overflowed
+    fn new(seen: u64, latest: u64) -> Self {
+        Self {
+            state: Mutex::new(MailboxState {
+                seen,
+                latest,
+                resync: None,
+                closed: false,
+            }),
+            wake: Notify::new(),
+        }
     }
 
-    fn resync(&self, reason: Resync) {
-        {
-            let mut state = self.state.lock().expect("mailbox lock");
-            state.pending.changes = Changes::default();
-            state.pending.resync.get_or_insert(reason);
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, MailboxState> {
+        self.state.lock().expect("mailbox lock")
+    }
+
+    fn delivered(&self, seq: u64) {
+        self.lock().latest = seq;
         self.wake.notify_one();
+    }
+
+    /// Marks the client for a resync; returns whether it was not marked yet.
+    fn resync(&self, reason: Resync) -> bool {
+        let fresh = {
+            let mut state = self.lock();
+            let fresh = state.resync.is_none();
+            state.resync.get_or_insert(reason);
+            fresh
+        };
+        self.wake.notify_one();
+        fresh
     }
 
     fn close(&self) {
-        self.state.lock().expect("mailbox lock").closed = true;
+        self.lock().closed = true;
         self.wake.notify_one();
-    }
-
-    fn pending_ids(&self) -> usize {
-        self.state
-            .lock()
-            .expect("mailbox lock")
-            .pending
-            .changes
-            .len()
     }
 }
 
@@ -138,16 +133,15 @@ impl Recent {
         }
     }
 
-    fn push(&mut self, seq: u64, changes: &Changes) {
+    fn push(&mut self, seq: u64, changes: Changes) {
         self.ids += changes.len();
-        self.entries
-            .push_back((seq, Instant::now(), changes.clone()));
+        self.entries.push_back((seq, Instant::now(), changes));
         self.expire();
     }
 
     fn expire(&mut self) {
         while let Some((seq, at, changes)) = self.entries.front() {
-            if self.ids <= MAX_IDS && at.elapsed() <= RECENT_FOR {
+            if self.ids <= RECENT_IDS && at.elapsed() <= RECENT_FOR {
                 break;
             }
             self.ids -= changes.len();
@@ -161,9 +155,13 @@ impl Recent {
         *self = Self::starting_after(seq);
     }
 
+    fn covers(&self, seq: u64) -> bool {
+        seq >= self.complete_after
+    }
+
     /// What was delivered after `seq`, if all of it is still here.
     fn since(&self, seq: u64) -> Option<Changes> {
-        if seq < self.complete_after {
+        if !self.covers(seq) {
             return None;
         }
         let mut changes = Changes::default();
@@ -172,6 +170,12 @@ impl Recent {
         }
         Some(changes)
     }
+
+    /// How many ids were delivered after `seq` (counting repeats).
+    fn ids_after(&self, seq: u64) -> usize {
+        let entries = self.entries.iter().filter(|(s, _, _)| *s > seq);
+        entries.map(|(_, _, changes)| changes.len()).sum()
+    }
 }
 
 struct OrgEntry {
@@ -179,6 +183,20 @@ struct OrgEntry {
     recent: Recent,
     /// Since when the org has had no client here.
     idle_since: Option<Instant>,
+}
+
+impl OrgEntry {
+    /// Marks for a resync the clients owed deliveries the log has dropped; returns how many.
+    fn resync_uncovered(&self) -> u64 {
+        let mut marked = 0;
+        for mailbox in self.clients.values() {
+            let behind = !self.recent.covers(mailbox.lock().seen);
+            if behind && mailbox.resync(Resync::TooManyChanges) {
+                marked += 1;
+            }
+        }
+        marked
+    }
 }
 
 #[derive(Default)]
@@ -244,9 +262,10 @@ pub struct HubStats {
     pub deliveries: u64,
     /// How often the listener lost its connection.
     pub reconnects: u64,
-    /// How often a client's mailbox overflowed and was marked for a resync.
+    /// How often a client fell so far behind that it was marked for a resync.
     pub overflows: u64,
-    /// The most ids any one mailbox holds right now (never more than `MAX_IDS`).
+    /// The most ids any one client is owed from its org's log right now (never more than
+    /// [`RECENT_IDS`]).
     pub most_pending: usize,
     /// How long the listener's last probe took to come back.
     pub notify_lag: Option<Duration>,
@@ -261,7 +280,8 @@ pub struct Start {
 }
 
 impl Hub {
-    fn event_id(&self, seq: u64) -> String {
+    /// The event id of the state after delivery `seq`.
+    pub fn event_id(&self, seq: u64) -> String {
         format!("{}-{seq}", self.epoch)
     }
 
@@ -271,35 +291,27 @@ impl Hub {
     }
 
     /// A mailbox for a client of `org`, removed again when the subscription is dropped. A
-    /// client resuming after the event id `resume` finds what changed since in its mailbox, or
-    /// is told to resync when that is not known here.
+    /// client resuming after the event id `resume` is owed what changed since, when that is
+    /// known here, or else is told to resync.
     pub fn subscribe(self: &Arc<Self>, org: Uuid, resume: Option<&str>) -> (Subscription, Start) {
-        let mailbox = Arc::new(Mailbox::default());
         let mut subscribers = self.subscribers.lock().expect("hub lock");
-        if subscribers.closed {
-            mailbox.close();
-        }
         subscribers.sweep();
         subscribers.next_client += 1;
-        let (id, seq) = (subscribers.next_client, subscribers.seq);
+        let (id, seq, closed) = (subscribers.next_client, subscribers.seq, subscribers.closed);
         let entry = subscribers.by_org.entry(org).or_insert_with(|| OrgEntry {
             clients: HashMap::new(),
             recent: Recent::starting_after(seq),
             idle_since: None,
         });
         entry.idle_since = None;
-        let mut resync = None;
-        if let Some(resume) = resume {
-            match self
-                .parse_event_id(resume)
-                .filter(|s| *s <= seq)
-                .and_then(|s| entry.recent.since(s))
-            {
-                Some(missed) => {
-                    mailbox.add(&missed);
-                }
-                None => resync = Some(Resync::GapUnavailable),
-            }
+        let resumed = resume.map(|resume| {
+            self.parse_event_id(resume)
+                .filter(|s| *s <= seq && entry.recent.covers(*s))
+        });
+        let resync = matches!(resumed, Some(None)).then_some(Resync::GapUnavailable);
+        let mailbox = Arc::new(Mailbox::new(resumed.flatten().unwrap_or(seq), seq));
+        if closed {
+            mailbox.close();
         }
         entry.clients.insert(id, mailbox.clone());
         instruments::stream_clients(1);
@@ -310,14 +322,14 @@ impl Hub {
             mailbox,
         };
         let start = Start {
-            id: self.event_id(seq),
+            id: self.event_id(resumed.flatten().unwrap_or(seq)),
             resync,
         };
         (subscription, start)
     }
 
     /// Tells the clients of `org` what changed there.
-    pub fn deliver(&self, org: Uuid, changes: &Changes) {
+    pub fn deliver(&self, org: Uuid, changes: Changes) {
         let mut subscribers = self.subscribers.lock().expect("hub lock");
         subscribers.seq += 1;
         subscribers.deliveries += 1;
@@ -326,11 +338,14 @@ impl Hub {
         let Some(entry) = subscribers.by_org.get_mut(&org) else {
             return;
         };
+        let dropped_before = entry.recent.complete_after;
         entry.recent.push(seq, changes);
+        if entry.recent.complete_after != dropped_before {
+            let marked = entry.resync_uncovered();
+            self.overflows.fetch_add(marked, Ordering::Relaxed);
+        }
         for mailbox in entry.clients.values() {
-            if mailbox.add(changes) {
-                self.overflows.fetch_add(1, Ordering::Relaxed);
-            }
+            mailbox.delivered(seq);
         }
     }
 
@@ -347,6 +362,21 @@ impl Hub {
                 mailbox.resync(Resync::TooManyChanges);
             }
         }
+    }
+
+    /// The number of the last delivery now, and for each of `seen`, what `org` was delivered
+    /// after it — or `None` where the log no longer has all of that.
+    pub fn catch_up(&self, org: Uuid, seen: &[u64]) -> (u64, Vec<Option<Changes>>) {
+        let subscribers = self.subscribers.lock().expect("hub lock");
+        let recent = subscribers.by_org.get(&org).map(|entry| &entry.recent);
+        let owed = seen
+            .iter()
+            .map(|&seq| match recent {
+                Some(recent) => recent.since(seq),
+                None => Some(Changes::default()),
+            })
+            .collect();
+        (subscribers.seq, owed)
     }
 
     /// Whether the listener is listening. On every (re)connection all clients resync and the
@@ -398,17 +428,18 @@ impl Hub {
     pub fn stats(&self) -> HubStats {
         let subscribers = self.subscribers.lock().expect("hub lock");
         let lag = self.notify_lag_us.load(Ordering::Relaxed);
+        let owed = subscribers.by_org.values().flat_map(|org| {
+            org.clients
+                .values()
+                .map(|mailbox| org.recent.ids_after(mailbox.lock().seen))
+        });
         HubStats {
             clients: subscribers.mailboxes().count(),
             listening: *self.listening.borrow(),
             deliveries: subscribers.deliveries,
             reconnects: self.reconnects.load(Ordering::Relaxed),
             overflows: self.overflows.load(Ordering::Relaxed),
-            most_pending: subscribers
-                .mailboxes()
-                .map(|m| m.pending_ids())
-                .max()
-                .unwrap_or(0),
+            most_pending: owed.max().unwrap_or(0),
             notify_lag: (lag > 0).then(|| Duration::from_micros(lag)),
         }
     }
@@ -423,29 +454,36 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Waits until something is pending; `false` once the hub has closed. Cancel-safe.
+    /// Waits until the client is owed something; `false` once the hub has closed. Cancel-safe.
     pub async fn changed(&self) -> bool {
         loop {
             {
-                let state = self.mailbox.state.lock().expect("mailbox lock");
+                let state = self.mailbox.lock();
                 if state.closed {
                     return false;
                 }
-                if !state.pending.is_empty() {
+                if state.resync.is_some() || state.latest > state.seen {
                     return true;
                 }
             }
+            // A wake-up sent since the look above is kept for this wait (`notify_one`).
             self.mailbox.wake.notified().await;
         }
     }
 
-    /// Everything pending, leaving the mailbox empty, and the event id of the state it brings
-    /// the client to (every delivery up to it is included).
-    pub fn take(&self) -> (Pending, String) {
-        // Deliveries fill mailboxes under the hub's lock, so none is half done here.
-        let subscribers = self.hub.subscribers.lock().expect("hub lock");
-        let pending = std::mem::take(&mut self.mailbox.state.lock().expect("mailbox lock").pending);
-        (pending, self.hub.event_id(subscribers.seq))
+    /// What the client is owed, taking a pending resync: the push that follows serves it.
+    pub fn owed(&self) -> Owed {
+        let mut state = self.mailbox.lock();
+        Owed {
+            seen: state.seen,
+            resync: state.resync.take(),
+        }
+    }
+
+    /// Records that the client has been sent the state after delivery `seq`.
+    pub fn brought_to(&self, seq: u64) {
+        let mut state = self.mailbox.lock();
+        state.seen = state.seen.max(seq);
     }
 
     /// Marks the client for a resync (its changes could not be loaded).
@@ -478,36 +516,44 @@ mod tests {
         }
     }
 
+    /// What `client` is owed now, as a push would find it, and the push's delivery number.
+    fn owed(hub: &Hub, org: Uuid, client: &Subscription) -> (Option<Changes>, Option<Resync>, u64) {
+        let owed = client.owed();
+        let (seq, mut changes) = hub.catch_up(org, &[owed.seen]);
+        (changes.pop().unwrap(), owed.resync, seq)
+    }
+
     #[tokio::test]
     async fn changes_reach_their_org_only_merged_and_bounded() {
         let hub = Arc::new(Hub::default());
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let (client_a, _) = hub.subscribe(a, None);
         let (client_b, _) = hub.subscribe(b, None);
-        hub.deliver(a, &jobs(0..3));
-        hub.deliver(a, &jobs(2..5));
+        hub.deliver(a, jobs(0..3));
+        hub.deliver(a, jobs(2..5));
         assert!(client_a.changed().await);
+        let (changes, resync, seq) = owed(&hub, a, &client_a);
+        assert_eq!(changes, Some(jobs(0..5)), "merged, each id once");
+        assert_eq!(resync, None);
+        client_a.brought_to(seq);
+        assert_eq!(owed(&hub, a, &client_a).0, Some(Changes::default()));
         assert_eq!(
-            client_a.take().0.changes,
-            jobs(0..5),
-            "merged, each id once"
-        );
-        assert_eq!(
-            client_b.take().0,
-            Pending::default(),
+            owed(&hub, b, &client_b).0,
+            Some(Changes::default()),
             "another org's changes"
         );
 
-        // A client that never takes: the mailbox is emptied and marked, never larger.
-        for n in 0..(MAX_IDS / 100 + 2) {
-            hub.deliver(a, &jobs(n * 100..n * 100 + 100));
-            assert!(hub.stats().most_pending <= MAX_IDS);
+        // A client that is never pushed to is marked for a resync once the log drops what it
+        // is owed; the log never holds more than its bound.
+        for n in 0..(RECENT_IDS / 100 + 2) {
+            hub.deliver(a, jobs(n * 100..n * 100 + 100));
+            assert!(hub.stats().most_pending <= RECENT_IDS);
         }
         let stats = hub.stats();
         assert_eq!((stats.clients, stats.overflows), (2, 1));
-        let (pending, _) = client_a.take();
-        assert_eq!(pending.resync, Some(Resync::TooManyChanges));
-        assert!(pending.changes.is_empty());
+        let (changes, resync, _) = owed(&hub, a, &client_a);
+        assert_eq!(resync, Some(Resync::TooManyChanges));
+        assert_eq!(changes, None, "the log no longer has all of it");
 
         drop(client_b);
         assert_eq!(hub.stats().clients, 1);
@@ -519,36 +565,41 @@ mod tests {
         let org = Uuid::new_v4();
         let (client, start) = hub.subscribe(org, None);
         assert_eq!(start.resync, None);
-        hub.deliver(org, &jobs(0..2));
-        let (_, seen) = client.take();
+        hub.deliver(org, jobs(0..2));
+        let (_, _, seq) = owed(&hub, org, &client);
+        let seen = hub.event_id(seq);
         drop(client);
-        hub.deliver(org, &jobs(5..7));
-        hub.deliver(Uuid::new_v4(), &jobs(100..101));
-        hub.deliver(org, &jobs(6..8));
+        hub.deliver(org, jobs(5..7));
+        hub.deliver(Uuid::new_v4(), jobs(100..101));
+        hub.deliver(org, jobs(6..8));
 
         let (client, start) = hub.subscribe(org, Some(&seen));
-        assert_eq!(start.resync, None);
         assert_eq!(
-            client.take().0.changes,
-            jobs(5..8),
-            "what came after `seen`"
+            start,
+            Start {
+                id: seen,
+                resync: None
+            }
         );
-        let (_, now) = client.take();
+        assert!(client.changed().await);
+        let (changes, _, now) = owed(&hub, org, &client);
+        assert_eq!(changes, Some(jobs(5..8)), "what came after `seen`");
+        let now = hub.event_id(now);
 
         for unknown in ["", "nonsense", "00000000-1", &format!("{}-999", hub.epoch)] {
             let (_, start) = hub.subscribe(org, Some(unknown));
             assert_eq!(start.resync, Some(Resync::GapUnavailable), "{unknown:?}");
         }
-        // Past MAX_IDS ids, the oldest deliveries are forgotten.
-        for n in 0..(MAX_IDS / 100 + 1) {
-            hub.deliver(org, &jobs(1000 + n * 100..1000 + n * 100 + 100));
+        // Past RECENT_IDS ids, the oldest deliveries are forgotten.
+        for n in 0..(RECENT_IDS / 100 + 1) {
+            hub.deliver(org, jobs(1000 + n * 100..1000 + n * 100 + 100));
         }
         assert_eq!(
             hub.subscribe(org, Some(&now)).1.resync,
             Some(Resync::GapUnavailable)
         );
         // After a reconnection of the listener, nothing earlier can be told.
-        let (_, recent) = client.take();
+        let recent = hub.event_id(hub.catch_up(org, &[]).0);
         assert_eq!(hub.subscribe(org, Some(&recent)).1.resync, None);
         hub.set_listening(true);
         assert_eq!(
@@ -562,10 +613,16 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let (client, _) = hub.subscribe(Uuid::new_v4(), None);
         hub.set_listening(true);
-        assert_eq!(client.take().0.resync, Some(Resync::ListenerReconnected));
+        assert!(client.changed().await);
+        assert_eq!(client.owed().resync, Some(Resync::ListenerReconnected));
         hub.set_listening(false);
         hub.set_listening(true);
-        assert_eq!(client.take().0.resync, Some(Resync::ListenerReconnected));
+        assert_eq!(client.owed().resync, Some(Resync::ListenerReconnected));
+        assert_eq!(
+            client.owed().resync,
+            None,
+            "taken by the push that serves it"
+        );
         assert_eq!(hub.stats().reconnects, 1);
         assert!(hub.wait_listening(Duration::from_millis(1)).await);
 

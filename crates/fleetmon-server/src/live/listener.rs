@@ -98,7 +98,7 @@ async fn receive(listener: &mut PgListener, hub: &Hub) -> String {
             received = listener.try_recv() => match received {
                 Ok(Some(notification)) => {
                     match Notice::parse(notification.payload()) {
-                        Some(Notice::Changed { org, changes }) => hub.deliver(org, &changes),
+                        Some(Notice::Changed { org, changes }) => hub.deliver(org, changes),
                         Some(Notice::Everything { org, .. }) => hub.deliver_everything(org),
                         Some(Notice::Probe { probe: id }) => {
                             if let Some((_, sent)) = probe.filter(|(ours, _)| *ours == id) {

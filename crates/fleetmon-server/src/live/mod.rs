@@ -8,4 +8,4 @@ pub mod hub;
 pub mod listener;
 
 pub use changes::{Changes, MAX_IDS};
-pub use hub::{Hub, HubStats, Pending, Resync, Subscription};
+pub use hub::{Hub, HubStats, Owed, Resync, Subscription, RECENT_IDS};

@@ -1,6 +1,7 @@
 //! Many live-stream clients that never read, on a `fleetmon serve` process, while thousands of
-//! changes are ingested, twice: each costs a bounded buffer (past it, the client is owed a
-//! resync rather than every change), so once the buffers are full the process's memory stops
+//! changes are ingested, twice: what they are owed is kept once, in the org's bounded log of
+//! recent changes (past it, a client is owed a resync rather than every change), and each holds
+//! at most the push it could not write, so once those are full the process's memory stops
 //! growing with the changes it could not deliver.
 
 use std::time::{Duration, Instant};
@@ -16,12 +17,12 @@ use crate::stream::{never_reading, serve_on};
 use crate::sustained_ingest::{org_with_ingest_token, slug_and_read_token, PATIENCE};
 
 const SLEEPERS: usize = 100;
-/// Distinct jobs changed per round: far more than a sleeper's buffer holds.
+/// Distinct jobs changed per round: as many as the org's log of recent changes holds.
 const JOBS_PER_ROUND: usize = 10 * MAX_IDS;
 /// A sleeper's buffers fill in the first round; the second shows whether memory keeps growing.
 const ROUNDS: usize = 2;
-/// Growth allowed in the first round, from 100 full buffers (up to `MAX_IDS` changed rows each,
-/// as ids and as events rendered for a write that cannot proceed): generous.
+/// Growth allowed in the first round, from the org's full log and 100 pushes (up to `MAX_IDS`
+/// changed rows each, rendered for a write that cannot proceed): generous.
 const MAX_FIRST_ROUND_GROWTH_KB: u64 = 256 * 1024;
 /// Growth allowed in the second round, once every buffer is full. Unbounded buffers would take
 /// another `SLEEPERS × JOBS_PER_ROUND` (a million) job ids, well over this.
