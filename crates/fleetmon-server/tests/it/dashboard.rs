@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use fleetmon_server::auth::settings::AuthSettings;
 use fleetmon_server::auth::tokens::{self, TokenKind};
 use fleetmon_server::db::sql::query;
 use fleetmon_server::db::{TenantContext, TenantDb};
@@ -28,6 +29,21 @@ pub struct Site {
     pub db: TestDb,
 }
 
+/// A loopback port bound for a [`Site`] before it starts, so that its URL can be given to an
+/// identity provider (as a redirect URI) first.
+pub struct Reserved {
+    socket: tokio::net::TcpListener,
+    pub base: String,
+}
+
+impl Reserved {
+    pub async fn new() -> Self {
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", socket.local_addr().unwrap());
+        Self { socket, base }
+    }
+}
+
 impl Site {
     /// A site with live streams, fed by a listener on its database, as `fleetmon serve` runs.
     pub async fn start() -> Self {
@@ -40,11 +56,20 @@ impl Site {
     }
 
     async fn serving(streams: bool) -> Self {
+        let reserved = Reserved::new().await;
+        let settings = fleetmon_server::auth::settings::AuthSettings::local_only(&reserved.base);
+        Self::open(reserved, settings, streams).await
+    }
+
+    /// A site at `reserved` signing in with `settings` (their public URL must be its base).
+    pub async fn open(reserved: Reserved, settings: AuthSettings, streams: bool) -> Self {
+        let Reserved { socket, base } = reserved;
+        assert_eq!(
+            settings.public_url, base,
+            "the site's public URL is its own"
+        );
         let db = TestDb::new().await;
-        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", socket.local_addr().unwrap());
         let tenant = db.tenant();
-        let settings = fleetmon_server::auth::settings::AuthSettings::local_only(&base);
         let auth = fleetmon_server::auth::Auth::new(settings, &tenant).unwrap();
         let mut state = AppState::new(tenant, Default::default(), auth);
         if streams {
