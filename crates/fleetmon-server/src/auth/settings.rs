@@ -452,4 +452,28 @@ mod tests {
                 .unwrap();
         assert!(AuthArgs::default().resolve(&file, listen).is_err());
     }
+
+    #[test]
+    fn stack_oauth_providers_come_from_the_flag_or_the_file() {
+        let listen = "127.0.0.1:8080".parse().unwrap();
+        let file: FileConfig = toml::from_str(
+            "[stack]\nproject_id = \"p-1\"\npublishable_client_key = \"pck_1\"\noauth_providers = [\"github\"]\n",
+        )
+        .unwrap();
+        let providers = |args: AuthArgs| {
+            let settings = args.resolve(&file, listen).unwrap();
+            settings.stack.unwrap().settings.oauth_providers
+        };
+        assert_eq!(providers(AuthArgs::default()), ["github"]);
+        let flag = AuthArgs {
+            stack_oauth_providers: Some("google, microsoft,".into()),
+            ..Default::default()
+        };
+        assert_eq!(providers(flag), ["google", "microsoft"]);
+        let bad = AuthArgs {
+            stack_oauth_providers: Some("git hub".into()),
+            ..Default::default()
+        };
+        assert!(bad.resolve(&file, listen).is_err());
+    }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::browser::Browser;
 use crate::dashboard::{a_new_machine_appears, email, fleet_events, open_signed_in, Site};
 use crate::ingest_http::event;
-use crate::signin::account;
+use crate::signin::{account, PASSWORD};
 
 /// The bound for an ingested event to reach the open page.
 pub const LIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
@@ -286,5 +286,55 @@ async fn the_open_machine_page_follows_the_stream() {
         .assert_clean_console("the live machine page", &[])
         .await;
     browser.screenshot("machine-detail-live").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_machine_removed_while_its_page_is_open_says_so() {
+    let (site, org, browser) = overview_of_a_fleet(true, "removal-farm").await;
+    let admin = email("admin");
+    let admin_id = account(&site.tenant(), &admin).await;
+    fleetmon_server::db::sql::query(
+        "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, 'admin')",
+    )
+    .bind(org)
+    .bind(admin_id)
+    .execute(&site.db.pool)
+    .await
+    .unwrap();
+    browser
+        .goto(&site.url("/orgs/removal-farm/machines/gpu-03"))
+        .await;
+    browser.find("[data-live='machine'][data-streaming]").await;
+    browser.mark_page().await;
+
+    // An admin removes the offline machine elsewhere (through the API).
+    let mut api = crate::signin::Browser::new(&site.base);
+    assert_eq!(api.sign_in(&admin, PASSWORD).await.status(), 200);
+    let removed = api
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/orgs/removal-farm/machines/gpu-03",
+            None,
+            true,
+        )
+        .await;
+    assert!(removed.status().is_success(), "{}", removed.status());
+    let answered = tokio::time::Instant::now();
+    shows_within_bound(
+        &browser,
+        answered,
+        "that the machine was removed",
+        &format!(
+            "{}.includes('This machine has been removed from the fleet')",
+            text_of("[data-live] .notice.removed")
+        ),
+    )
+    .await;
+    browser.assert_same_page().await;
+    browser
+        .assert_clean_console("a machine removed while its page is open", &[])
+        .await;
+    browser.screenshot("machine-detail-removed").await;
     browser.close().await;
 }
