@@ -158,12 +158,21 @@
       return Array.from(live.querySelectorAll("tr[data-job]"));
     }
 
-    // Re-reads the page; a call while one is running makes it run once more afterwards.
+    // Re-reads the page; a call while one is fetching makes it run once more afterwards (a call
+    // before the fetch starts is served by it). At most one a second: on a busy fleet the
+    // stream's events must not each become a page read.
+    const MIN_GAP_MS = 1000;
     let reading = null;
+    let fetching = false;
     let again = false;
+    let lastRead = 0;
     async function reread() {
-      if (reading) { again = true; return reading; }
+      if (reading) { if (fetching) again = true; return reading; }
       reading = (async () => {
+        const wait = lastRead + MIN_GAP_MS - Date.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        fetching = true;
+        lastRead = Date.now();
         try {
           const response = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
           const url = new URL(response.url);
@@ -183,6 +192,7 @@
           return false;
         } finally {
           reading = null;
+          fetching = false;
           if (again) { again = false; reread(); }
         }
       })();
