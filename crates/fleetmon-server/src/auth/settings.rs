@@ -47,6 +47,9 @@ pub struct AuthArgs {
     /// Accept Stack's restricted users, e.g. with an unverified email [default: false]
     #[arg(long, env = "FLEETMON_STACK_ALLOW_RESTRICTED", value_name = "BOOL")]
     pub stack_allow_restricted: Option<bool>,
+    /// Stack Auth OAuth providers to offer on the sign-in page, comma-separated (github,google)
+    #[arg(long, env = "FLEETMON_STACK_OAUTH_PROVIDERS", value_name = "IDS")]
+    pub stack_oauth_providers: Option<String>,
     /// Stack webhook signing secret(s) (whsec_…), whitespace-separated during rotation
     #[arg(
         long,
@@ -91,6 +94,8 @@ pub struct StackFile {
     pub webhook_secret: Option<String>,
     pub allow_anonymous: Option<bool>,
     pub allow_restricted: Option<bool>,
+    /// The Stack project's OAuth providers to offer on the sign-in page.
+    pub oauth_providers: Option<Vec<String>>,
 }
 
 /// One `[[oidc]]` table in fleetmon.toml (several issuers at once).
@@ -325,6 +330,15 @@ impl AuthArgs {
                         .stack_allow_restricted
                         .or(stack_file.allow_restricted)
                         .unwrap_or(false),
+                    oauth_providers: match &self.stack_oauth_providers {
+                        Some(list) => list
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|p| !p.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                        None => stack_file.oauth_providers.clone().unwrap_or_default(),
+                    },
                 };
                 settings.validate()?;
                 Ok::<_, SettingsError>(StackConfig {
@@ -437,5 +451,29 @@ mod tests {
             toml::from_str("[[oidc]]\nissuer = \"http://a.example.com\"\naudiences = [\"x\"]\n")
                 .unwrap();
         assert!(AuthArgs::default().resolve(&file, listen).is_err());
+    }
+
+    #[test]
+    fn stack_oauth_providers_come_from_the_flag_or_the_file() {
+        let listen = "127.0.0.1:8080".parse().unwrap();
+        let file: FileConfig = toml::from_str(
+            "[stack]\nproject_id = \"p-1\"\npublishable_client_key = \"pck_1\"\noauth_providers = [\"github\"]\n",
+        )
+        .unwrap();
+        let providers = |args: AuthArgs| {
+            let settings = args.resolve(&file, listen).unwrap();
+            settings.stack.unwrap().settings.oauth_providers
+        };
+        assert_eq!(providers(AuthArgs::default()), ["github"]);
+        let flag = AuthArgs {
+            stack_oauth_providers: Some("google, microsoft,".into()),
+            ..Default::default()
+        };
+        assert_eq!(providers(flag), ["google", "microsoft"]);
+        let bad = AuthArgs {
+            stack_oauth_providers: Some("git hub".into()),
+            ..Default::default()
+        };
+        assert!(bad.resolve(&file, listen).is_err());
     }
 }

@@ -41,6 +41,9 @@ pub struct StackSettings {
     /// Accept tokens of restricted users (`is_restricted`, e.g. email not yet verified); off by
     /// default. Anonymous users are restricted too, and are governed by `allow_anonymous` alone.
     pub allow_restricted: bool,
+    /// The OAuth providers enabled on the Stack project (`github`, `google`, …), each offered on
+    /// the sign-in page; empty by default. They need the publishable client key.
+    pub oauth_providers: Vec<String>,
 }
 
 impl fmt::Debug for StackSettings {
@@ -56,6 +59,7 @@ impl fmt::Debug for StackSettings {
             .field("secret_server_key", &redact(&self.secret_server_key))
             .field("allow_anonymous", &self.allow_anonymous)
             .field("allow_restricted", &self.allow_restricted)
+            .field("oauth_providers", &self.oauth_providers)
             .finish()
     }
 }
@@ -76,6 +80,22 @@ pub struct StackIssuer {
     pub audience: String,
 }
 
+const NO_KEY_FOR_OAUTH: &str =
+    "OAuth sign-in through Stack needs FLEETMON_STACK_PUBLISHABLE_CLIENT_KEY";
+
+/// Stack's OAuth provider ids (`github`, `google`, `microsoft`, …) go into URL paths.
+fn is_provider_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn not_a_provider_id(id: &str) -> StackError {
+    StackError::Settings(format!("{id:?} is not an OAuth provider id"))
+}
+
 impl StackSettings {
     /// Settings for `project_id` on Stack's hosted API, with every option at its default.
     pub fn new(project_id: impl Into<String>) -> Self {
@@ -86,13 +106,22 @@ impl StackSettings {
             secret_server_key: None,
             allow_anonymous: false,
             allow_restricted: false,
+            oauth_providers: Vec::new(),
         }
     }
 
-    /// Checks the project id and the API URL: `https`, or plain `http` on a loopback address
-    /// only; no credentials, query or fragment.
+    /// Checks the project id and the API URL (`https`, or plain `http` on a loopback address
+    /// only; no credentials, query or fragment), and that OAuth providers are provider ids and
+    /// come with the publishable key OAuth needs.
     pub fn validate(&self) -> Result<(), StackError> {
-        self.checked_api_base().map(drop)
+        self.checked_api_base()?;
+        if let Some(bad) = self.oauth_providers.iter().find(|p| !is_provider_id(p)) {
+            return Err(not_a_provider_id(bad));
+        }
+        if !self.oauth_providers.is_empty() && self.publishable_client_key.is_none() {
+            return Err(StackError::Settings(NO_KEY_FOR_OAUTH.into()));
+        }
+        Ok(())
     }
 
     /// `<api_url>/api/v1/`, once the settings pass [`Self::validate`].
@@ -419,14 +448,8 @@ impl StackClient {
         state: &str,
         code_challenge: &str,
     ) -> Result<Url, StackError> {
-        if provider.is_empty()
-            || !provider
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(StackError::Settings(format!(
-                "{provider:?} is not an OAuth provider id"
-            )));
+        if !is_provider_id(provider) {
+            return Err(not_a_provider_id(provider));
         }
         let mut url = self.endpoint(&format!("auth/oauth/authorize/{provider}"))?;
         url.query_pairs_mut()
@@ -469,12 +492,7 @@ impl StackClient {
         self.settings
             .publishable_client_key
             .as_deref()
-            .ok_or_else(|| {
-                StackError::Settings(
-                    "OAuth sign-in through Stack needs FLEETMON_STACK_PUBLISHABLE_CLIENT_KEY"
-                        .into(),
-                )
-            })
+            .ok_or_else(|| StackError::Settings(NO_KEY_FOR_OAUTH.into()))
     }
 
     /// `POST /auth/sessions/current/refresh`: a fresh access token for the session.
@@ -773,6 +791,22 @@ mod tests {
             "https://stack.example.com/api/v1/projects-anonymous-users/p-1"
         );
         assert_eq!(issuers[2].audience, "p-1:anon");
+    }
+
+    #[test]
+    fn oauth_providers_are_provider_ids_and_need_the_publishable_key() {
+        let with = |providers: &[&str], key: Option<&str>| StackSettings {
+            oauth_providers: providers.iter().map(|p| p.to_string()).collect(),
+            publishable_client_key: key.map(str::to_string),
+            ..StackSettings::new("p")
+        };
+        assert!(with(&["github", "google"], Some("pck_1"))
+            .validate()
+            .is_ok());
+        assert!(with(&[], None).validate().is_ok());
+        assert!(with(&["github"], None).validate().is_err());
+        assert!(with(&["git hub"], Some("pck_1")).validate().is_err());
+        assert!(with(&["../x"], Some("pck_1")).validate().is_err());
     }
 
     #[test]

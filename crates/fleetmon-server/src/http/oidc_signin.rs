@@ -13,7 +13,7 @@ use super::auth::{unauthorized, ClientAddr};
 use super::params::Params;
 use super::signin::{
     begin_redirect, finish_redirect, land, redirect_to_provider, signed_in_user_verified,
-    start_session, CallbackQuery, StartQuery,
+    start_session, CallbackFailed, CallbackQuery, StartQuery,
 };
 use super::{ApiError, AppState};
 use crate::auth::oidc;
@@ -101,7 +101,8 @@ pub async fn start(
 }
 
 /// `GET /auth/oidc/{name}/callback`: exchanges the code, verifies the id token (signature,
-/// issuer, audience = client id, expiry, nonce), signs the user in, returns to the app.
+/// issuer, audience = client id, expiry, nonce), signs the user in, returns to the app. A browser
+/// whose sign-in failed goes back to the sign-in page, which says why.
 #[utoipa::path(get, path = "/auth/oidc/{name}/callback", tag = "auth", params(("name" = String, Path), CallbackQuery),
     responses((status = 303, description = "Signed in: to the page the sign-in started from"),
         (status = 400, body = fleetmon_proto::ErrorBody), (status = 401, body = fleetmon_proto::ErrorBody), (status = 502, description = "The provider failed", body = fleetmon_proto::ErrorBody), (status = 404, body = fleetmon_proto::ErrorBody)))]
@@ -111,18 +112,43 @@ pub async fn callback(
     Params(query): Params<CallbackQuery>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
+) -> Response {
+    let signed_in = async {
+        let provider = browser_provider(&state, &name)?;
+        let (code, login) = finish_redirect(&state, &login_key(&name), query, &headers).await?;
+        let session = complete(&state, &provider, &name, &code, &login, &headers, addr)
+            .await
+            .map_err(|error| CallbackFailed {
+                error,
+                return_to: Some(login.return_to.clone()),
+            })?;
+        Ok::<_, CallbackFailed>(land(&state, session, &login.return_to))
+    };
+    signed_in
+        .await
+        .unwrap_or_else(|failed| failed.respond(&state, &headers))
+}
+
+/// The rest of a callback whose state checked out: the code exchanged, the id token verified,
+/// the session started.
+async fn complete(
+    state: &AppState,
+    provider: &Provider,
+    name: &str,
+    code: &str,
+    login: &oidc::PendingLogin,
+    headers: &HeaderMap,
+    addr: Option<std::net::IpAddr>,
 ) -> Result<Response, ApiError> {
-    let provider = browser_provider(&state, &name)?;
-    let (code, login) = finish_redirect(&state, &login_key(&name), query, &headers).await?;
     let settings = provider.oidc.as_ref().expect("checked by browser_provider");
-    let token_endpoint = document(&provider).await?.token_endpoint.clone();
+    let token_endpoint = document(provider).await?.token_endpoint.clone();
     let tokens = oidc::exchange_code(
         &state.auth.http,
         &token_endpoint,
         settings.client_id.as_deref().unwrap_or_default(),
         settings.client_secret.as_deref(),
-        &code,
-        &callback_url(&state, &name),
+        code,
+        &callback_url(state, name),
         &login.code_verifier,
     )
     .await
@@ -141,7 +167,6 @@ pub async fn callback(
             "the id token does not belong to this sign-in",
         ));
     }
-    let user_id = signed_in_user_verified(&state, &provider, &verified).await?;
-    let session = start_session(&state, user_id, &name, &headers, addr, None).await?;
-    Ok(land(&state, session, &login.return_to))
+    let user_id = signed_in_user_verified(state, provider, &verified).await?;
+    start_session(state, user_id, name, headers, addr, None).await
 }

@@ -548,39 +548,156 @@ pub(super) fn redirect_to_provider(state: &AppState, url: &str, start: &Redirect
     response
 }
 
-/// Checks a provider's callback: no error, code and state present, the state this browser was
-/// given, and a pending sign-in under `key` not used yet. Returns the code and the sign-in.
+/// Why a sign-in by redirect failed, in the words of the sign-in page's `?failed=`: a browser
+/// coming back from the provider is sent there (see [`CallbackFailed`]) rather than shown JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RedirectFailure {
+    /// The user cancelled or denied at the provider (`error=access_denied`).
+    Cancelled,
+    /// The pending sign-in is unknown, used or expired, or the callback is malformed.
+    Expired,
+    /// The callback's `state` is not the one this browser was given.
+    OtherBrowser,
+    /// The provider answered another error, or fleetmon refused what it sent.
+    Refused,
+    /// The provider could not be reached or failed.
+    ProviderFailed,
+    Failed,
+}
+
+impl RedirectFailure {
+    pub(crate) const ALL: [Self; 6] = [
+        Self::Cancelled,
+        Self::Expired,
+        Self::OtherBrowser,
+        Self::Refused,
+        Self::ProviderFailed,
+        Self::Failed,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+            Self::OtherBrowser => "other_browser",
+            Self::Refused => "refused",
+            Self::ProviderFailed => "provider_failed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == text)
+    }
+
+    fn of(error: &ApiError) -> Self {
+        match error.status_and_code() {
+            (_, "sign_in_cancelled") => Self::Cancelled,
+            (_, "sign_in_expired" | "bad_callback") => Self::Expired,
+            (_, "csrf_failed") => Self::OtherBrowser,
+            (StatusCode::UNAUTHORIZED, _) => Self::Refused,
+            (StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE, _) => Self::ProviderFailed,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// A provider's callback that failed, with where the sign-in was going when that is known. A
+/// browser (`Accept: text/html`) is sent back to the sign-in page, which says what happened and
+/// offers to start again; any other client gets the JSON error.
+#[derive(Debug)]
+pub(super) struct CallbackFailed {
+    pub error: ApiError,
+    pub return_to: Option<String>,
+}
+
+impl From<ApiError> for CallbackFailed {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            return_to: None,
+        }
+    }
+}
+
+impl CallbackFailed {
+    pub(super) fn respond(self, state: &AppState, headers: &HeaderMap) -> Response {
+        if !crate::web::wants_html(headers) {
+            return self.error.into_response();
+        }
+        if let ApiError::Internal(detail) = &self.error {
+            tracing::error!(%detail, "a sign-in callback failed");
+        }
+        let return_to = self.return_to.as_deref().unwrap_or("/");
+        let url = format!(
+            "/sign-in?failed={}&return_to={}",
+            RedirectFailure::of(&self.error).as_str(),
+            crate::web::encode(return_to)
+        );
+        // The sign-in is over either way: its state cookie goes.
+        land(state, ().into_response(), &url)
+    }
+}
+
+/// Checks a provider's callback: `state` present and the one this browser was given, a pending
+/// sign-in under `key` not used yet (taken now, so it cannot be used again), no error from the
+/// provider, a code. Returns the code and the sign-in.
 pub(super) async fn finish_redirect(
     state: &AppState,
     key: &str,
     callback: CallbackQuery,
     headers: &HeaderMap,
-) -> Result<(String, oidc::PendingLogin), ApiError> {
-    if let Some(error) = callback.error {
-        return Err(unauthorized(
-            "sign_in_refused",
-            format!("the identity provider answered {error:?}"),
-        ));
-    }
-    let (Some(code), Some(state_value)) = (callback.code, callback.state) else {
+) -> Result<(String, oidc::PendingLogin), CallbackFailed> {
+    let Some(state_value) = callback.state else {
         return Err(ApiError::BadRequest {
             code: "bad_callback",
             message: "the callback needs code and state".into(),
-        });
+        }
+        .into());
     };
     if cookies::get(headers, cookies::OIDC_STATE) != Some(state_value.as_str()) {
         return Err(ApiError::Forbidden {
             code: "csrf_failed",
             message: "this sign-in was not started in this browser".into(),
-        });
+        }
+        .into());
     }
-    let mut tx = state.db.begin(TenantContext::none()).await?;
-    let login = oidc::take_login(tx.conn(), key, &state_value).await?;
-    tx.commit().await?;
+    let mut tx = state
+        .db
+        .begin(TenantContext::none())
+        .await
+        .map_err(ApiError::from)?;
+    let login = oidc::take_login(tx.conn(), key, &state_value)
+        .await
+        .map_err(ApiError::from)?;
+    tx.commit().await.map_err(ApiError::from)?;
     let login = login.ok_or_else(|| ApiError::BadRequest {
         code: "sign_in_expired",
         message: "this sign-in expired or was already used; start again".into(),
     })?;
+    let failed = |error| CallbackFailed {
+        error,
+        return_to: Some(login.return_to.clone()),
+    };
+    if let Some(error) = callback.error {
+        return Err(failed(if error == "access_denied" {
+            unauthorized(
+                "sign_in_cancelled",
+                "the sign-in was cancelled at the identity provider",
+            )
+        } else {
+            unauthorized(
+                "sign_in_refused",
+                format!("the identity provider answered {error:?}"),
+            )
+        }));
+    }
+    let Some(code) = callback.code else {
+        return Err(failed(ApiError::BadRequest {
+            code: "bad_callback",
+            message: "the callback needs code and state".into(),
+        }));
+    };
     Ok((code, login))
 }
 
@@ -607,7 +724,15 @@ pub(super) fn land(state: &AppState, mut response: Response, return_to: &str) ->
 
 #[cfg(test)]
 mod tests {
-    use super::safe_return_to;
+    use super::{safe_return_to, RedirectFailure};
+
+    #[test]
+    fn redirect_failures_read_back_from_their_names() {
+        for failure in RedirectFailure::ALL {
+            assert_eq!(RedirectFailure::parse(failure.as_str()), Some(failure));
+        }
+        assert_eq!(RedirectFailure::parse("<script>"), None);
+    }
 
     #[test]
     fn return_paths_stay_on_this_site() {

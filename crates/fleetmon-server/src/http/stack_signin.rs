@@ -14,8 +14,8 @@ use super::json::JsonBody;
 use super::params::Params;
 use super::signin::{
     begin_redirect, check_sign_in_origin, finish_redirect, land, redirect_to_provider,
-    reserve_attempt, settle_attempt, signed_in_user, start_session, CallbackQuery, Outcome,
-    PasswordSignIn, SignedIn, StartQuery,
+    reserve_attempt, settle_attempt, signed_in_user, start_session, CallbackFailed, CallbackQuery,
+    Outcome, PasswordSignIn, SignedIn, StartQuery,
 };
 use super::{cookies, ApiError, AppState};
 use crate::auth::stack::{StackClient, StackError, StackSession};
@@ -280,7 +280,8 @@ pub async fn oauth_start(
     Ok(redirect_to_provider(&state, url.as_str(), &pending))
 }
 
-/// `GET /auth/stack/oauth/callback?code&state`: exchanges the code with Stack, signs in.
+/// `GET /auth/stack/oauth/callback?code&state`: exchanges the code with Stack, signs in. A
+/// browser whose sign-in failed goes back to the sign-in page, which says why.
 #[utoipa::path(get, path = "/auth/stack/oauth/callback", tag = "auth", params(CallbackQuery),
     responses((status = 303, description = "Signed in: to the page the sign-in started from"),
         (status = 400, body = fleetmon_proto::ErrorBody), (status = 401, body = fleetmon_proto::ErrorBody), (status = 502, description = "The provider failed", body = fleetmon_proto::ErrorBody), (status = 404, body = fleetmon_proto::ErrorBody)))]
@@ -289,13 +290,25 @@ pub async fn oauth_callback(
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Params(query): Params<CallbackQuery>,
-) -> Result<Response, ApiError> {
-    let client = stack_client(&state)?;
-    let (code, login) = finish_redirect(&state, OAUTH_LOGIN_KEY, query, &headers).await?;
-    let session = client
-        .oauth_exchange_code(&code, &oauth_callback_url(&state), &login.code_verifier)
+) -> Response {
+    let signed_in = async {
+        let client = stack_client(&state)?;
+        let (code, login) = finish_redirect(&state, OAUTH_LOGIN_KEY, query, &headers).await?;
+        let session = async {
+            let session = client
+                .oauth_exchange_code(&code, &oauth_callback_url(&state), &login.code_verifier)
+                .await
+                .map_err(stack_failed)?;
+            open_session(&state, session, &headers, addr).await
+        }
         .await
-        .map_err(stack_failed)?;
-    let response = open_session(&state, session, &headers, addr).await?;
-    Ok(land(&state, response, &login.return_to))
+        .map_err(|error| CallbackFailed {
+            error,
+            return_to: Some(login.return_to.clone()),
+        })?;
+        Ok::<_, CallbackFailed>(land(&state, session, &login.return_to))
+    };
+    signed_in
+        .await
+        .unwrap_or_else(|failed| failed.respond(&state, &headers))
 }

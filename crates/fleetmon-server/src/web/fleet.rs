@@ -22,8 +22,13 @@ use crate::query::fleet::{self, Filter, Machine, Worker};
 use crate::query::overview::{self, JobCounts, RecentFailure};
 use crate::query::window::{Window, WindowParams};
 
-/// How often a live region's script re-reads its page (the overview: only without its stream).
+/// How often a live region's script re-reads its page when it cannot follow the org's stream.
 pub(super) const REFRESH_S: u32 = 10;
+
+/// The org's live stream, which the live regions (overview, newest jobs, machine) follow.
+pub(super) fn stream_path(slug: &str) -> String {
+    format!("/api/v1/orgs/{slug}/stream")
+}
 /// Rows of the machine list per page.
 const LIST_PAGE: i64 = 100;
 /// Workers read for the grid, at most (pages of `fleet::MAX_PAGE`).
@@ -189,8 +194,8 @@ pub async fn overview(
                 p.muted { "Fleet overview · " span #updated { "as of " (now.format("%H:%M:%S UTC")) } }
             }
         }
-        div data-live data-refresh=(REFRESH_S)
-            data-stream={ "/api/v1/orgs/" (access.org.slug) "/stream" }
+        div data-live="overview" data-refresh=(REFRESH_S)
+            data-stream=(stream_path(&access.org.slug))
             data-jobs={ (base) "/jobs" }
             data-truncated[all_machines.len() as i64 == fleet::MAX_PAGE]
             data-liveness=[query.liveness()] {

@@ -11,7 +11,7 @@ use axum::response::Response;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{html, Markup};
 
-use super::fleet::REFRESH_S;
+use super::fleet::{stream_path, REFRESH_S};
 use super::page::{self, ago, duration, encode, InOrg, PageError, Section};
 use super::visitor::Visitor;
 use crate::http::auth::OrgAccess;
@@ -180,7 +180,8 @@ pub async fn list(
             // The newest page keeps itself current (new jobs appear without a reload); an older
             // page stays as it was read, or its rows would shift under the reader.
             @if view.get("cursor").is_empty() {
-                div data-live data-refresh=(REFRESH_S) {
+                div data-live="jobs" data-refresh=(REFRESH_S)
+                    data-stream=(stream_path(&access.org.slug)) {
                     (results(&access.org.slug, &base, &view, listed, now))
                 }
             } @else {

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::fleet::{gpu_item, gpus, services, REFRESH_S};
+use super::fleet::{gpu_item, gpus, services, stream_path, REFRESH_S};
 use super::page::{self, ago, at, encode, foreign_form, form_is_ours, InOrg, PageError, Section};
 use super::visitor::Visitor;
 use crate::http::fleet::{open, remove_offline_machine};
@@ -53,7 +53,9 @@ pub async fn show(
             }
             p { a.button.secondary href={ "/orgs/" (slug) "/jobs?machine=" (encode(&machine.id)) } { "Jobs on this machine" } }
         }
-        div data-live data-refresh=(REFRESH_S) {
+        div data-live="machine" data-refresh=(REFRESH_S) data-stream=(stream_path(slug))
+            data-machine-id=(machine.id)
+            data-removed-text="This machine has been removed from the fleet; its history stays." {
             (host(&machine, now))
             h2 { "GPUs" }
             @let list = gpus(&machine);
@@ -95,12 +97,17 @@ fn host(machine: &Machine, now: DateTime<Utc>) -> Markup {
         dl.fields.card aria-label="Host" {
             div {
                 dt { "State" }
-                dd {
+                // What the live page compares a `machine` event with.
+                dd data-fact="state" data-liveness=(machine.liveness)
+                    data-status=[machine.reported_status.as_deref()] {
                     span.badge.(machine.liveness) { (machine.liveness) }
                     @if let Some(status) = &machine.reported_status { " reports " span.badge.(status) { (status) } }
                 }
             }
-            div { dt { "Last heard from" } dd { (at(machine.last_seen_at)) " · " (ago(machine.last_seen_at, now)) } }
+            div {
+                dt { "Last heard from" }
+                dd { span data-fact="seen-at" { (at(machine.last_seen_at)) } " · " span data-fact="seen" { (ago(machine.last_seen_at, now)) } }
+            }
             @if let Some(started) = machine.started_at { div { dt { "Agent started" } dd { (at(started)) } } }
             @if let Some(uptime) = machine.uptime_s { div { dt { "Uptime" } dd { (uptime / 86_400) " d " (uptime % 86_400 / 3600) " h" } } }
             @if let Some(shutdown) = machine.shutdown_at { div { dt { "Shut down" } dd { (at(shutdown)) } } }

@@ -22,7 +22,7 @@ use axum::Router;
 
 use crate::http::AppState;
 
-pub use page::CONTENT_SECURITY_POLICY;
+pub use page::{encode, CONTENT_SECURITY_POLICY};
 
 /// The pages and their assets. Not API: they are not in the OpenAPI document.
 pub fn router() -> Router<AppState> {

@@ -19,7 +19,7 @@ use super::page::{self, encode, foreign_form, form_is_ours, PageError};
 use crate::http::auth::{ClientAddr, Principal};
 use crate::http::signin::{
     clear_cookies, end_session, local_password_sign_in, renew, safe_return_to, sign_in_options,
-    PasswordSignIn, Renewal,
+    PasswordSignIn, RedirectFailure, Renewal,
 };
 use crate::http::stack_signin::stack_password_sign_in;
 use crate::http::{cookies, ApiError, AppState};
@@ -33,6 +33,8 @@ pub struct SignInQuery {
     /// Set when `/auth/resume` found the session revoked or expired.
     ended: Option<String>,
     signed_out: Option<String>,
+    /// Set when a sign-in through a provider came back failed (`RedirectFailure`).
+    failed: Option<String>,
 }
 
 /// What the sign-in page says above its forms.
@@ -50,6 +52,44 @@ const OFF: &str = "This way of signing in is turned off here.";
 const UNAVAILABLE: &str = "The identity provider cannot be reached right now. Try again shortly.";
 pub const UNREACHABLE: &str = "fleetmon cannot be reached. Check your connection and try again.";
 const FAILED: &str = "Sign-in failed. Try again.";
+
+/// What the page says when a sign-in through a provider came back failed.
+fn redirect_failure_text(failure: RedirectFailure) -> &'static str {
+    match failure {
+        RedirectFailure::Cancelled => {
+            "The sign-in was cancelled at the identity provider. You are not signed in."
+        }
+        RedirectFailure::Expired => "That sign-in expired or was already used. Start it again.",
+        RedirectFailure::OtherBrowser => {
+            "That sign-in was started in another browser or tab. Start it again here."
+        }
+        RedirectFailure::Refused => "The identity provider did not sign you in.",
+        RedirectFailure::ProviderFailed => UNAVAILABLE,
+        RedirectFailure::Failed => FAILED,
+    }
+}
+
+/// A Stack OAuth provider id as people know it: `github` → GitHub.
+fn oauth_provider_name(id: &str) -> String {
+    let known = [
+        ("github", "GitHub"),
+        ("gitlab", "GitLab"),
+        ("google", "Google"),
+        ("microsoft", "Microsoft"),
+        ("linkedin", "LinkedIn"),
+        ("x", "X"),
+    ];
+    match known.iter().find(|(k, _)| *k == id) {
+        Some((_, name)) => (*name).to_string(),
+        None => {
+            let mut chars = id.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
+        }
+    }
+}
 
 /// "15 minutes", "40 seconds": how long to wait, from a `Retry-After` in seconds.
 fn wait(seconds: u64) -> String {
@@ -111,10 +151,22 @@ fn render(state: &AppState, csrf: &str, view: SignInPage<'_>) -> Markup {
             _ => None,
         })
         .collect();
-    let redirects: Vec<_> = options
+    // Buttons that go to a provider: each OIDC provider with a client id, and each OAuth
+    // provider enabled on the Stack project (through Stack).
+    let mut redirects: Vec<(String, String)> = options
         .iter()
         .filter(|o| o.kind == "oidc" && o.browser_sign_in)
+        .map(|o| {
+            let start = format!("/auth/oidc/{}/start", encode(&o.name));
+            (start, o.display_name.clone())
+        })
         .collect();
+    if let Some(stack) = &state.auth.stack {
+        for id in &stack.settings().oauth_providers {
+            let start = format!("/auth/stack/oauth/{}/start", encode(id));
+            redirects.push((start, oauth_provider_name(id)));
+        }
+    }
     let (notice_class, notice_text) = match &view.notice {
         Some(Notice::Info(text)) => ("notice info", text.to_string()),
         Some(Notice::Error(text)) => ("notice error", text.clone()),
@@ -149,10 +201,9 @@ fn render(state: &AppState, csrf: &str, view: SignInPage<'_>) -> Markup {
                 @if !redirects.is_empty() {
                     @if !password_forms.is_empty() { p.or { "or" } }
                     div.providers {
-                        @for provider in &redirects {
-                            a.button.secondary href={ "/auth/oidc/" (encode(&provider.name))
-                                "/start?return_to=" (encode(view.return_to)) } {
-                                "Sign in with " (provider.display_name)
+                        @for (start, name) in &redirects {
+                            a.button.secondary href={ (start) "?return_to=" (encode(view.return_to)) } {
+                                "Sign in with " (name)
                             }
                         }
                     }
@@ -190,7 +241,11 @@ pub async fn sign_in_page(
     } else if query.signed_out.is_some() {
         Some(Notice::Info("You have signed out."))
     } else {
-        None
+        query
+            .failed
+            .as_deref()
+            .map(|reason| RedirectFailure::parse(reason).unwrap_or(RedirectFailure::Failed))
+            .map(|failure| Notice::Error(redirect_failure_text(failure).to_string()))
     };
     let (csrf, cookie) = csrf_token(&state, &headers);
     let view = SignInPage {
@@ -339,7 +394,7 @@ pub async fn resume(
 
 #[cfg(test)]
 mod tests {
-    use super::wait;
+    use super::{oauth_provider_name, wait};
 
     #[test]
     fn waits_read_in_seconds_or_whole_minutes() {
@@ -348,5 +403,12 @@ mod tests {
         assert_eq!(wait(60), "1 minute");
         assert_eq!(wait(61), "2 minutes");
         assert_eq!(wait(900), "15 minutes");
+    }
+
+    #[test]
+    fn oauth_providers_are_named_as_people_know_them() {
+        assert_eq!(oauth_provider_name("github"), "GitHub");
+        assert_eq!(oauth_provider_name("google"), "Google");
+        assert_eq!(oauth_provider_name("discord"), "Discord");
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use fleetmon_server::auth::settings::AuthSettings;
 use fleetmon_server::auth::tokens::{self, TokenKind};
 use fleetmon_server::db::sql::query;
 use fleetmon_server::db::{TenantContext, TenantDb};
@@ -28,6 +29,21 @@ pub struct Site {
     pub db: TestDb,
 }
 
+/// A loopback port bound for a [`Site`] before it starts, so that its URL can be given to an
+/// identity provider (as a redirect URI) first.
+pub struct Reserved {
+    socket: tokio::net::TcpListener,
+    pub base: String,
+}
+
+impl Reserved {
+    pub async fn new() -> Self {
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", socket.local_addr().unwrap());
+        Self { socket, base }
+    }
+}
+
 impl Site {
     /// A site with live streams, fed by a listener on its database, as `fleetmon serve` runs.
     pub async fn start() -> Self {
@@ -40,11 +56,20 @@ impl Site {
     }
 
     async fn serving(streams: bool) -> Self {
+        let reserved = Reserved::new().await;
+        let settings = fleetmon_server::auth::settings::AuthSettings::local_only(&reserved.base);
+        Self::open(reserved, settings, streams).await
+    }
+
+    /// A site at `reserved` signing in with `settings` (their public URL must be its base).
+    pub async fn open(reserved: Reserved, settings: AuthSettings, streams: bool) -> Self {
+        let Reserved { socket, base } = reserved;
+        assert_eq!(
+            settings.public_url, base,
+            "the site's public URL is its own"
+        );
         let db = TestDb::new().await;
-        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", socket.local_addr().unwrap());
         let tenant = db.tenant();
-        let settings = fleetmon_server::auth::settings::AuthSettings::local_only(&base);
         let auth = fleetmon_server::auth::Auth::new(settings, &tenant).unwrap();
         let mut state = AppState::new(tenant, Default::default(), auth);
         if streams {
@@ -448,7 +473,7 @@ async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_c
     let offline = browser.text("li[data-machine='gpu-03']").await;
     assert!(offline.contains("offline") && offline.contains("w-gone"));
     browser.assert_clean_console("the overview", &[]).await;
-    browser.screenshot("overview").await;
+    browser.screenshot("overview-three-machines").await;
 
     browser
         .click(".filters a[href='/orgs/gpu-farm?liveness=offline']")
@@ -490,6 +515,172 @@ async fn the_overview_shows_machines_ingested_through_the_api_and_keeps_itself_c
     // The wall screen: the same page on a 2560×1440 screen.
     browser.client.set_window_size(2560, 1440).await.unwrap();
     browser.screenshot("overview-wall").await;
+    browser.close().await;
+}
+
+/// A render farm as its operator sees it on a working day: eight machines (six online with four
+/// GPUs each at varied load, one stale, one offline), one or two workers on each, busy, idle or
+/// paused, and the last hours' jobs — mostly completed, some running, a few failed or waiting.
+pub fn working_fleet() -> Vec<Value> {
+    let models = [
+        ("NVIDIA H100 80GB HBM3", 81_559),
+        ("NVIDIA A100-SXM4-80GB", 81_920),
+        ("NVIDIA L40S", 46_068),
+    ];
+    let types = ["render", "upscale", "caption", "train"];
+    let mut events = Vec::new();
+    for m in 0..8u32 {
+        let machine = format!("render-{:02}", m + 1);
+        let (name, total) = models[(m % 3) as usize];
+        let ago = match m {
+            6 => 600,
+            7 => 5400,
+            _ => 2,
+        };
+        let gpus: Vec<Value> = (0..4u32)
+            .map(|g| {
+                let load = (m * 37 + g * 23 + 11) % 100;
+                json!({"index": g, "name": name, "memory_total_mb": total,
+                       "memory_used_mb": total * (load + 5) / 110, "utilization_pct": load,
+                       "temperature_c": 38 + load / 3, "power_w": 90 + load * 3})
+            })
+            .collect();
+        events.push(seconds_ago(
+            ago,
+            event(
+                "machine.heartbeat",
+                json!({
+                    "machine_id": machine, "status": if m == 7 { "stopping" } else { "ready" },
+                    "host": {"hostname": format!("{machine}.farm.lan"), "os": "Ubuntu 22.04",
+                             "cpu_cores": 96, "ram_gb": 768, "ip": format!("10.20.0.{}", 11 + m)},
+                    "gpus": gpus,
+                }),
+            ),
+        ));
+        for w in 0..(1 + m % 2) {
+            let worker = format!("{machine}-w{w}");
+            let status = match (m, w) {
+                (6 | 7, _) => "idle",
+                _ if (m + w) % 4 < 2 => "busy",
+                _ if (m + w) % 4 == 2 => "idle",
+                _ => "paused",
+            };
+            // A busy worker runs a job started a few minutes ago.
+            let job = (status == "busy").then(|| format!("job-{machine}-{w}"));
+            if let Some(job) = &job {
+                let started = 60 + i64::from(m) * 50;
+                events.push(seconds_ago(
+                    started + 5,
+                    event(
+                        "job.submitted",
+                        json!({"job_id": job, "name": format!("{} shot {}", types[(m % 4) as usize], 40 + m),
+                               "job_type": types[(m % 4) as usize], "customer_id": "studio-north"}),
+                    ),
+                ));
+                events.push(seconds_ago(
+                    started,
+                    event(
+                        "job.started",
+                        json!({"job_id": job, "worker_id": worker, "machine_id": machine}),
+                    ),
+                ));
+            }
+            events.push(seconds_ago(
+                ago,
+                event(
+                    "worker.heartbeat",
+                    json!({"worker_id": worker, "machine_id": machine, "status": status,
+                           "current_job_id": job, "version": "2.3.1",
+                           "services": {"comfyui": "active", "upscaler": if w == 0 { "active" } else { "idle" }}}),
+                ),
+            ));
+        }
+    }
+    // The last three hours' jobs, one every four minutes: all but the newest two ended, three of
+    // them failed.
+    for n in 0..45u32 {
+        let id = format!("job-h{n:02}");
+        let machine = format!("render-{:02}", n % 6 + 1);
+        let worker = format!("{machine}-w0");
+        let submitted = 10_800 - i64::from(n) * 240;
+        let kind = types[(n % 4) as usize];
+        let run = json!({"job_id": id, "worker_id": worker, "machine_id": machine});
+        events.push(seconds_ago(
+            submitted,
+            event(
+                "job.submitted",
+                json!({"job_id": id, "name": format!("{kind} batch {}", 1200 + n), "job_type": kind,
+                       "customer_id": "studio-north", "workflow_id": format!("wf-{}", n / 5)}),
+            ),
+        ));
+        if n >= 43 {
+            continue; // still waiting
+        }
+        events.push(seconds_ago(
+            submitted - 20,
+            event("job.started", run.clone()),
+        ));
+        let mut end = run;
+        if n % 13 == 5 {
+            end["error"] = json!({"type": "OOMError", "reason": "oom",
+                                  "message": "CUDA out of memory while allocating 2.5 GiB"});
+            events.push(seconds_ago(submitted - 95, event("job.failed", end)));
+        } else {
+            end["duration_ms"] = json!(60_000 + n * 1_700);
+            events.push(seconds_ago(submitted - 80, event("job.completed", end)));
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn the_readme_screenshot_shows_a_working_fleet() {
+    let site = Site::start().await;
+    let user = email("ops");
+    let user_id = account(&site.tenant(), &user).await;
+    let org = site
+        .org("render-farm", "Render Farm", &[(user_id, Role::Admin)])
+        .await;
+    site.wide_thresholds(org).await;
+    site.ingest(org, &working_fleet()).await;
+    // Tall enough for the stat cards and a full row of machine cards.
+    let browser = Browser::start(1400, 1400).await;
+    open_signed_in(&browser, &site, &user, "/orgs/render-farm").await;
+    browser.find("[data-live][data-streaming]").await;
+    let dark = browser
+        .client
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(dark, json!(false), "the README shows the light scheme");
+    let summary = browser.text(".summary").await;
+    for figure in [
+        "8 machines",
+        "6 online",
+        "1 stale",
+        "1 offline",
+        "12 workers",
+        "32 GPUs",
+    ] {
+        assert!(summary.contains(figure), "{figure:?} in {summary:?}");
+    }
+    // Five busy workers' jobs run; of the 43 that ended, 3 failed.
+    assert_eq!(browser.text("li[data-stat='active'] strong").await, "5");
+    assert_eq!(browser.text("li[data-stat='pending'] strong").await, "2");
+    assert_eq!(browser.text("li[data-stat='failed'] strong").await, "3");
+    assert_eq!(
+        browser.text("li[data-stat='success-rate'] strong").await,
+        "93.0%"
+    );
+    assert_eq!(browser.all("li.machine").await.len(), 8);
+    browser
+        .assert_clean_console("the overview of a working fleet", &[])
+        .await;
+    // docs/screenshots/overview.png, shown by the README, is this file from one run.
+    browser.screenshot("overview").await;
     browser.close().await;
 }
 
@@ -564,6 +755,82 @@ async fn a_viewer_sees_no_admin_controls_and_admin_urls_are_not_found() {
     );
     browser.assert_clean_console("the settings page", &[]).await;
     browser.screenshot("settings").await;
+    browser.close().await;
+}
+
+/// Posts a removal form for `machine` from the page, as its own form would (the script builds
+/// it: the page shows none for a machine that is not offline), with this CSRF token.
+async fn post_removal(browser: &Browser, machine: &str, csrf: &str) {
+    browser
+        .client
+        .execute(
+            "const [machine, csrf] = arguments;
+             const form = document.createElement('form');
+             form.method = 'post';
+             form.action = location.pathname.replace(/[^/]*$/, '') + encodeURIComponent(machine) + '/remove';
+             const field = document.createElement('input');
+             field.type = 'hidden';
+             field.name = 'csrf';
+             field.value = csrf;
+             form.append(field);
+             document.body.append(form);
+             form.submit();",
+            vec![json!(machine), json!(csrf)],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn error_pages_say_what_happened_without_console_errors() {
+    let site = Site::start().await;
+    let admin = email("admin");
+    let admin_id = account(&site.tenant(), &admin).await;
+    let org = site
+        .org("gpu-farm", "GPU Farm", &[(admin_id, Role::Admin)])
+        .await;
+    site.wide_thresholds(org).await;
+    site.ingest(org, &fleet_events()).await;
+    let browser = Browser::laptop().await;
+    open_signed_in(&browser, &site, &admin, "/orgs/gpu-farm/machines/gpu-01").await;
+    assert!(
+        browser.all("form[action$='/remove']").await.is_empty(),
+        "an online machine has no removal form"
+    );
+    let csrf = browser
+        .client
+        .get_named_cookie("fm_csrf")
+        .await
+        .unwrap()
+        .value()
+        .to_string();
+
+    // The API's 409: only an offline machine can be removed.
+    post_removal(&browser, "gpu-01", &csrf).await;
+    browser.wait_for_text("h1", "That did not work").await;
+    let text = browser.text("main").await;
+    assert!(
+        text.contains("machine \"gpu-01\" is online; only an offline machine can be removed"),
+        "{text}"
+    );
+    browser
+        .assert_clean_console("the 409 error page", &["409"])
+        .await;
+    browser.screenshot("error-conflict").await;
+
+    // A form without fleetmon's CSRF token: the 403 page, and nothing removed.
+    browser
+        .goto(&site.url("/orgs/gpu-farm/machines/gpu-03"))
+        .await;
+    browser.find("form[action$='/remove']").await;
+    post_removal(&browser, "gpu-03", "forged").await;
+    browser.wait_for_text("h1", "Not allowed").await;
+    browser
+        .assert_clean_console("the 403 error page", &["403"])
+        .await;
+    browser.screenshot("error-forbidden").await;
+    browser.goto(&site.url("/orgs/gpu-farm/machines")).await;
+    assert_eq!(browser.all("tr[data-machine='gpu-03']").await.len(), 1);
     browser.close().await;
 }
 

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::browser::Browser;
 use crate::dashboard::{email, fleet_events, open_signed_in, post_form, seconds_ago, Site};
+use crate::dashboard_live::shows_within_bound;
 use crate::ingest_http::event;
 use crate::signin::{account, PASSWORD};
 
@@ -155,7 +156,9 @@ async fn the_jobs_page_filters_pages_and_a_shared_url_reopens_the_same_view() {
     browser.assert_clean_console("the jobs page", &[]).await;
     browser.screenshot("jobs").await;
 
-    // A job submitted while the newest page is open appears on it without a reload.
+    // A job submitted while the newest page is open appears on it within the two
+    // seconds, without a reload: the page follows the org's stream.
+    browser.find("[data-live='jobs'][data-streaming]").await;
     browser.mark_page().await;
     site.ingest(
         org,
@@ -165,9 +168,23 @@ async fn the_jobs_page_filters_pages_and_a_shared_url_reopens_the_same_view() {
         )],
     )
     .await;
-    browser.find("tr[data-job='j-new']").await;
+    let ingested = tokio::time::Instant::now();
+    shows_within_bound(
+        &browser,
+        ingested,
+        "the new job j-new",
+        "document.querySelector(\"tr[data-job='j-new']\") !== null",
+    )
+    .await;
     browser.assert_same_page().await;
     assert_eq!(listed(&browser).await[0], "j-new", "newest first");
+    let marked = browser
+        .find("tr[data-job='j-new']")
+        .await
+        .attr("class")
+        .await
+        .unwrap();
+    assert_eq!(marked.as_deref(), Some("fresh"), "the new row stands out");
     browser
         .assert_clean_console("the jobs page's live region", &[])
         .await;

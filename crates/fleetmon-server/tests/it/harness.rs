@@ -160,7 +160,16 @@ async fn create_owner_role(admin: &mut PgConnection) {
         .expect("create the owner role");
 }
 
-/// Drops test databases of earlier runs that nothing is connected to.
+/// Whether `name` is the template of a test run whose process is still alive: nothing is
+/// connected to a template between clones, so "unconnected" alone would drop a concurrent run's.
+fn is_live_template(name: &str) -> bool {
+    name.strip_prefix(&format!("{DB_PREFIX}tpl_"))
+        .and_then(|pid| pid.parse::<i32>().ok())
+        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
+}
+
+/// Drops test databases of earlier runs that nothing is connected to (but not the template of
+/// another run still going).
 async fn drop_stale_databases(admin: &mut PgConnection) {
     let stale: Vec<String> = db::sql::query_scalar(
         "SELECT datname FROM pg_database d
@@ -171,7 +180,7 @@ async fn drop_stale_databases(admin: &mut PgConnection) {
     .fetch_all(&mut *admin)
     .await
     .expect("list stale test databases");
-    for name in stale {
+    for name in stale.into_iter().filter(|name| !is_live_template(name)) {
         // Another run may have dropped it or connected to it meanwhile: both are fine.
         let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}"))
             .execute(&mut *admin)

@@ -10,6 +10,7 @@ mod cross_tenant;
 mod dashboard;
 mod dashboard_live;
 mod dashboard_pages;
+mod dashboard_signin;
 mod dashboard_tokens;
 mod db_restart;
 mod embedded;

@@ -36,20 +36,7 @@ pub(crate) async fn setup() -> Setup {
         public_url: base.clone(),
         local: false,
         stack: None,
-        oidc: vec![OidcConfig {
-            name: "corp".into(),
-            display_name: "Corp SSO".into(),
-            issuer: provider.issuer().to_string(),
-            audiences: vec![config.audience.clone()],
-            accept_azp: false,
-            client_id: Some(config.client_id.clone()),
-            client_secret: Some(config.client_secret.clone()),
-            jwks_url: None,
-            algorithms: vec![Algorithm::ES256, Algorithm::RS256],
-            leeway: std::time::Duration::from_secs(30),
-            org_claim: Some(ORG_CLAIM_POINTER.into()),
-            scopes: Vec::new(),
-        }],
+        oidc: vec![corp(&provider, &config)],
     };
     harness::serve_app(listener, db.tenant(), Default::default(), settings);
     Setup {
@@ -57,6 +44,25 @@ pub(crate) async fn setup() -> Setup {
         provider,
         alice,
         _db: db,
+    }
+}
+
+/// fleetmon's settings for `provider` as "corp" ("Corp SSO"): browser sign-in with its client,
+/// its access tokens for the API, and its org claim.
+pub(crate) fn corp(provider: &OidcProvider, config: &OidcProviderConfig) -> OidcConfig {
+    OidcConfig {
+        name: "corp".into(),
+        display_name: "Corp SSO".into(),
+        issuer: provider.issuer().to_string(),
+        audiences: vec![config.audience.clone()],
+        accept_azp: false,
+        client_id: Some(config.client_id.clone()),
+        client_secret: Some(config.client_secret.clone()),
+        jwks_url: None,
+        algorithms: vec![Algorithm::ES256, Algorithm::RS256],
+        leeway: std::time::Duration::from_secs(30),
+        org_claim: Some(ORG_CLAIM_POINTER.into()),
+        scopes: Vec::new(),
     }
 }
 

@@ -84,22 +84,32 @@ function page(res, status, title, body) {
   res.end(`<!DOCTYPE html><html><head><title>${escapeHtml(title)}</title></head><body>${body}</body></html>`);
 }
 
+// A second form on each page lets the user cancel, as real providers do: the relying party gets
+// `error=access_denied`. (Scripted clients take the first form on a page.)
+function cancelForm(uid) {
+  return `<form method="post" action="/interaction/${escapeHtml(uid)}/abort">
+  <button type="submit" id="cancel">Cancel</button>
+</form>`;
+}
+
 function loginPage(res, uid, status, message) {
-  const error = message ? `<p class="error">${escapeHtml(message)}</p>` : '';
+  const error = message ? `<p class="error" id="error">${escapeHtml(message)}</p>` : '';
   page(res, status, 'Sign in', `<h1>Sign in</h1>${error}
 <form method="post" action="/interaction/${escapeHtml(uid)}/login">
-  <input type="email" name="login" required>
-  <input type="password" name="password" required>
-  <button type="submit">Sign in</button>
-</form>`);
+  <label for="login">Email</label> <input type="email" id="login" name="login" required>
+  <label for="password">Password</label> <input type="password" id="password" name="password" required>
+  <button type="submit" id="submit">Sign in</button>
+</form>
+${cancelForm(uid)}`);
 }
 
 function consentPage(res, uid, clientId) {
   page(res, 200, 'Authorize', `<h1>Authorize ${escapeHtml(clientId)}</h1>
 <form method="post" action="/interaction/${escapeHtml(uid)}/confirm">
   <input type="hidden" name="prompt" value="consent">
-  <button type="submit">Continue</button>
-</form>`);
+  <button type="submit" id="submit">Continue</button>
+</form>
+${cancelForm(uid)}`);
 }
 
 async function readForm(req) {
@@ -211,6 +221,13 @@ async function interaction(current, req, res, uid, action) {
     if (prompt.name === 'login') return loginPage(res, uid, 200);
     return consentPage(res, uid, params.client_id);
   }
+  if (req.method === 'POST' && action === 'abort') {
+    await readForm(req);
+    return provider.interactionFinished(req, res, {
+      error: 'access_denied',
+      error_description: 'End-User aborted interaction',
+    }, { mergeWithLastSubmission: false });
+  }
   if (req.method === 'POST' && action === 'login' && prompt.name === 'login') {
     const form = await readForm(req);
     const user = usersByEmail.get((form.get('login') ?? '').toLowerCase());
@@ -260,7 +277,12 @@ const server = http.createServer(async (req, res) => {
       current = buildProvider(current.provider.issuer, keys);
       return keysReply(res, keys);
     }
-    const match = /^\/interaction\/([^/]+)(?:\/(login|confirm))?$/.exec(path);
+    // Browsers ask for one; a 404 would be a console error in the dashboard's browser tests.
+    if (path === '/favicon.ico') {
+      res.statusCode = 204;
+      return res.end();
+    }
+    const match = /^\/interaction\/([^/]+)(?:\/(login|confirm|abort))?$/.exec(path);
     if (match) return await interaction(current, req, res, match[1], match[2]);
     return current.handle(req, res);
   } catch (error) {

@@ -139,12 +139,12 @@
     });
   }
 
-  // Live regions. The overview (data-stream) follows the org's Server-Sent Events and patches
-  // what they carry into the page; anything it cannot patch (a machine or worker it does not
-  // show yet, one removed, a `resync`) re-reads the page and swaps the region in. Other live
-  // regions — and the overview when the stream is refused or unsupported — re-read the page
-  // every few seconds while it is visible. A page that now answers with the sign-in form means
-  // the session ended: go there.
+  // Live regions. `data-live` names the view (overview, jobs, machine). Where the page names the
+  // org's stream (data-stream) and the browser has EventSource, the view follows its Server-Sent
+  // Events: each view patches what it can in place, and re-reads the page (swapping the region
+  // in) for what it cannot — a row it does not show yet, one removed, a `resync`. Otherwise —
+  // and when the stream is refused — it re-reads the page every few seconds while visible. A
+  // page that now answers with the sign-in form means the session ended: go there.
   const live = document.querySelector("[data-live]");
   if (live) {
     const stamp = document.getElementById("updated");
@@ -153,12 +153,26 @@
       if (stamp) stamp.textContent = "as of " + new Date().toISOString().slice(11, 19) + " UTC";
     }
 
-    // Re-reads the page; a call while one is running makes it run once more afterwards.
+    // The ids of the job rows shown, so that rows a re-read brings can be marked new.
+    function jobRows() {
+      return Array.from(live.querySelectorAll("tr[data-job]"));
+    }
+
+    // Re-reads the page; a call while one is fetching makes it run once more afterwards (a call
+    // before the fetch starts is served by it). At most one a second: on a busy fleet the
+    // stream's events must not each become a page read.
+    const MIN_GAP_MS = 1000;
     let reading = null;
+    let fetching = false;
     let again = false;
+    let lastRead = 0;
     async function reread() {
-      if (reading) { again = true; return reading; }
+      if (reading) { if (fetching) again = true; return reading; }
       reading = (async () => {
+        const wait = lastRead + MIN_GAP_MS - Date.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        fetching = true;
+        lastRead = Date.now();
         try {
           const response = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
           const url = new URL(response.url);
@@ -167,7 +181,10 @@
           const page = new DOMParser().parseFromString(await response.text(), "text/html");
           const fresh = page.querySelector("[data-live]");
           if (!fresh) return false;
+          const shown = new Set(jobRows().map((row) => row.dataset.job));
           live.replaceChildren(...Array.from(fresh.childNodes, (node) => document.importNode(node, true)));
+          // New rows stand out for a moment (not on the first read of an empty page).
+          if (shown.size > 0) for (const row of jobRows()) if (!shown.has(row.dataset.job)) row.classList.add("fresh");
           stamped();
           return true;
         } catch (_) {
@@ -175,6 +192,7 @@
           return false;
         } finally {
           reading = null;
+          fetching = false;
           if (again) { again = false; reread(); }
         }
       })();
@@ -189,6 +207,14 @@
       document.addEventListener("visibilitychange", () => { if (!document.hidden && polling) reread(); });
     }
 
+    // What each view does with the stream's events; the others are not its business.
+    const views = {
+      overview: { overview, machine, worker },
+      jobs: { job: newestJob },
+      machine: { machine: thisMachine, worker: workerHere },
+    };
+    const handlers = views[live.dataset.live] || {};
+
     if (live.dataset.stream && typeof EventSource === "function") follow(live.dataset.stream);
     else poll();
 
@@ -202,9 +228,7 @@
       // `data-streaming` says the page follows the stream (the "live" mark beside the time).
       on("ready", () => { opened = true; live.dataset.streaming = ""; });
       on("resync", () => reread());
-      on("overview", overview);
-      on("machine", machine);
-      on("worker", worker);
+      for (const [kind, apply] of Object.entries(handlers)) on(kind, apply);
       source.addEventListener("error", async () => {
         if (source.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
         delete live.dataset.streaming;
@@ -251,6 +275,32 @@
       return span;
     }
 
+    // A machine's GPU list (`li.gpu` items under `container`) set to the event's values in
+    // place; false when the list has another shape (the caller re-reads).
+    function patchGpus(container, gpus) {
+      const list = Array.isArray(gpus) ? gpus : [];
+      const items = container.querySelectorAll("li.gpu");
+      if (items.length !== list.length) return false;
+      for (const [i, gpu] of list.entries()) {
+        const util = items[i].querySelector('[data-bar="utilization"]');
+        const memory = items[i].querySelector('[data-bar="memory"]');
+        const hasMemory = gpu.memory_used_mb != null && gpu.memory_total_mb != null;
+        if (Boolean(util) !== (gpu.utilization_pct != null) || Boolean(memory) !== hasMemory) return false;
+        const temperature = items[i].querySelector(".muted");
+        if (temperature) temperature.textContent = gpu.temperature_c == null ? "" : Math.round(gpu.temperature_c) + " °C";
+        if (util) {
+          util.querySelector("meter").value = gpu.utilization_pct;
+          util.querySelector("meter + span").textContent = Math.round(gpu.utilization_pct) + "%";
+        }
+        if (memory) {
+          memory.querySelector("meter").value = gpu.memory_used_mb;
+          memory.querySelector("meter + span").textContent =
+            (gpu.memory_used_mb / 1024).toFixed(1) + " / " + (gpu.memory_total_mb / 1024).toFixed(1) + " GB";
+        }
+      }
+      return true;
+    }
+
     // `overview`: the stat cards, the fleet summary and the recent failures.
     function overview(data) {
       const jobs = data.jobs;
@@ -295,8 +345,6 @@
       }
       if (data.removed || !shows(data.liveness)) { reread(); return; }
       if (!found.classList.contains(data.liveness)) {
-        found.classList.remove("online", "stale", "offline");
-        found.classList.add(data.liveness);
         const was = ["online", "stale", "offline"].find((state) => found.classList.contains(state));
         found.classList.remove("online", "stale", "offline");
         found.classList.add(data.liveness);
@@ -309,24 +357,7 @@
       else if (Boolean(status) !== Boolean(data.reported_status)) { reread(); return; }
       const seen = found.querySelector('[data-fact="seen"]');
       if (seen) seen.textContent = ago(data.last_seen_at);
-      const gpus = Array.isArray(data.gpus) ? data.gpus : [];
-      const items = found.querySelectorAll("li.gpu");
-      if (items.length !== gpus.length) { reread(); return; }
-      for (const [i, gpu] of gpus.entries()) {
-        const util = items[i].querySelector('[data-bar="utilization"]');
-        const memory = items[i].querySelector('[data-bar="memory"]');
-        const hasMemory = gpu.memory_used_mb != null && gpu.memory_total_mb != null;
-        if (Boolean(util) !== (gpu.utilization_pct != null) || Boolean(memory) !== hasMemory) { reread(); return; }
-        if (util) {
-          util.querySelector("meter").value = gpu.utilization_pct;
-          util.querySelector("meter + span").textContent = Math.round(gpu.utilization_pct) + "%";
-        }
-        if (memory) {
-          memory.querySelector("meter").value = gpu.memory_used_mb;
-          memory.querySelector("meter + span").textContent =
-            (gpu.memory_used_mb / 1024).toFixed(1) + " / " + (gpu.memory_total_mb / 1024).toFixed(1) + " GB";
-        }
-      }
+      if (!patchGpus(found, data.gpus)) reread();
     }
 
     // `worker`: its status, liveness and current job, in place.
@@ -361,6 +392,56 @@
       link.href = live.dataset.jobs + "/" + encodeURIComponent(data.current_job_id);
       link.textContent = data.current_job_id;
       job.replaceChildren("Job ", link);
+    }
+
+    // `job` on the newest jobs page: a job it shows changed, or one it does not show may be new
+    // to it (the server applies the filters): re-read. Only a job older than every row of a full
+    // page (one with an "Older" link) cannot be on it.
+    function newestJob(data) {
+      const rows = jobRows();
+      if (!rows.some((row) => row.dataset.job === data.id) && !data.removed) {
+        const oldest = rows.length ? rows[rows.length - 1].querySelector("time") : null;
+        const full = live.querySelector('a[rel="next"]');
+        if (full && oldest && Date.parse(data.created_at) < Date.parse(oldest.dateTime)) return;
+      }
+      reread();
+    }
+
+    // `machine` on a machine's page: its GPU meters and "last heard from" in place; its removal
+    // said on the page; anything else about it (liveness, reported status, another GPU list)
+    // re-reads the page.
+    function thisMachine(data) {
+      if (data.id !== live.dataset.machineId) return;
+      if (data.removed) {
+        // Its page is gone (a re-read would be the 404): say so where it was.
+        if (!live.querySelector(".notice.removed")) {
+          const note = document.createElement("p");
+          note.className = "notice info removed";
+          note.setAttribute("role", "status");
+          note.textContent = live.dataset.removedText;
+          live.prepend(note);
+        }
+        return;
+      }
+      const state = live.querySelector('[data-fact="state"]');
+      const same = state && state.dataset.liveness === data.liveness
+        && (state.dataset.status || null) === (data.reported_status || null);
+      if (!same || !patchGpus(live, data.gpus)) { reread(); return; }
+      setText('[data-fact="seen"]', ago(data.last_seen_at));
+      const time = live.querySelector('[data-fact="seen-at"] time');
+      if (time) {
+        time.dateTime = data.last_seen_at;
+        // As the server writes it: "2026-03-01 14:02:07.250 UTC".
+        time.textContent = new Date(data.last_seen_at).toISOString().replace("T", " ").replace("Z", " UTC");
+      }
+    }
+
+    // `worker` on a machine's page: one of its workers (or one that has moved here or away)
+    // changed: re-read its workers table with the rest of the page.
+    function workerHere(data) {
+      if (live.querySelector(".notice.removed")) return; // with the machine
+      const shown = live.querySelector(`tr[data-worker="${CSS.escape(data.id)}"]`);
+      if (shown || data.machine_id === live.dataset.machineId) reread();
     }
   }
 })();
