@@ -516,18 +516,20 @@ pub async fn create_token(
     Path(slug): Path<String>,
     JsonBody(body): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let created = create_api_token(&state, caller, &slug, &body.kind, &body.name).await?;
+    let created = create_api_token(&state, caller, &slug, &body.kind, &body.name, None).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Creates a `kind` token named `name` in the org `slug`, with its audit entry (the API's and
-/// the dashboard's creation). Admins only.
+/// the dashboard's creation). Admins only. A form's one-time `nonce` names the token it creates
+/// ([`tokens::id_for_form`]): sent again, it creates nothing and is `409 token_exists`.
 pub(crate) async fn create_api_token(
     state: &AppState,
     caller: impl Into<Caller>,
     slug: &str,
     kind: &str,
     name: &str,
+    nonce: Option<Uuid>,
 ) -> Result<CreatedToken, ApiError> {
     let mut access = OrgAccess::resolve(state, caller, slug).await?;
     access.require(Role::Admin)?;
@@ -542,15 +544,25 @@ pub(crate) async fn create_api_token(
             message: "a token name is 1 to 200 characters".into(),
         });
     }
+    let id = nonce.map_or_else(Uuid::new_v4, |nonce| {
+        tokens::id_for_form(access.org.id, nonce)
+    });
     let mut tx = access.begin_write(state, Role::Admin).await?;
-    let token = tokens::create(
+    let created = tokens::create_once(
         tx.conn(),
         access.org.id,
+        id,
         kind,
         name,
         access.principal.user_id(),
     )
     .await?;
+    let Some(token) = created else {
+        return Err(ApiError::Conflict {
+            code: "token_exists",
+            message: "this form has created its token already".into(),
+        });
+    };
     audit::record(
         tx.conn(),
         access.org.id,

@@ -10,6 +10,7 @@ mod cross_tenant;
 mod dashboard;
 mod dashboard_live;
 mod dashboard_pages;
+mod dashboard_settings;
 mod dashboard_tokens;
 mod db_restart;
 mod embedded;
