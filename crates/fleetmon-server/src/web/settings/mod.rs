@@ -37,8 +37,9 @@ pub use tokens::{create_token, revoke_token};
 #[derive(Deserialize)]
 pub struct SettingsQuery {
     /// What the form before the redirect did, for the page to say so. Each names what it
-    /// changed; the page says only what is still true (a member "added" who is not there is
-    /// not announced), so a crafted link cannot make it tell a lie.
+    /// changed, and the message is made from the org as it is now (a member "added" who is not
+    /// there is not announced, a saved setting is shown with its value), so a crafted link
+    /// cannot put words of its own on the page.
     saved: Option<String>,
     added: Option<String>,
     changed: Option<String>,
