@@ -120,25 +120,51 @@ pub async fn create(
     name: &str,
     created_by: Option<Uuid>,
 ) -> Result<NewToken, DbError> {
+    let created = create_once(conn, org_id, Uuid::new_v4(), kind, name, created_by).await?;
+    Ok(created.expect("a new random id names no token yet"))
+}
+
+/// Creates the token `id` in the org of `conn`'s tenant transaction, or nothing (`None`) when
+/// the org has a token of that id already.
+pub async fn create_once(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    id: Uuid,
+    kind: TokenKind,
+    name: &str,
+    created_by: Option<Uuid>,
+) -> Result<Option<NewToken>, DbError> {
     let secret = random_secret();
     let token = format!("{}_{}_{secret}", kind.tag(), org_id.simple());
     let prefix = format!("{}_…{}", kind.tag(), &secret[..6]);
-    let id: (Uuid,) = query_as(
-        "INSERT INTO api_tokens (org_id, name, kind, prefix, token_hash, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    let inserted: Option<(Uuid,)> = query_as(
+        "INSERT INTO api_tokens (org_id, id, name, kind, prefix, token_hash, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (org_id, id) DO NOTHING RETURNING id",
     )
     .bind(org_id)
+    .bind(id)
     .bind(name)
     .bind(kind.as_str())
     .bind(prefix)
     .bind(hash(&token))
     .bind(created_by)
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(NewToken {
-        id: id.0,
-        secret: token,
-    })
+    Ok(inserted.map(|_| NewToken { id, secret: token }))
+}
+
+/// The id of the token a dashboard form creates: derived from the org and the form's one-time
+/// nonce, so that the form sent twice (a reload) names the same token and creates none, while
+/// no form can choose an id of its own.
+pub fn id_for_form(org_id: Uuid, nonce: Uuid) -> Uuid {
+    let digest = Sha256::new()
+        .chain_update(org_id.as_bytes())
+        .chain_update(nonce.as_bytes())
+        .finalize();
+    let mut bytes = [0; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 pub async fn list(conn: &mut PgConnection) -> Result<Vec<TokenInfo>, DbError> {
@@ -242,6 +268,17 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_form_names_one_token_per_org_and_nonce() {
+        let (org, other_org, nonce) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let id = id_for_form(org, nonce);
+        assert_eq!(id, id_for_form(org, nonce), "sent again, the same token");
+        assert_ne!(id, id_for_form(org, Uuid::new_v4()));
+        assert_ne!(id, id_for_form(other_org, nonce));
+        assert_ne!(id, nonce, "the form does not choose the id");
+        assert_eq!(id.get_version_num(), 4);
+    }
 
     #[test]
     fn tokens_name_their_org_and_secrets_are_base62() {

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -16,7 +17,7 @@ use super::params::Params;
 use super::{ApiError, AppState};
 use crate::auth::tokens::{self, TokenInfo, TokenKind};
 use crate::auth::users::{self, Profile};
-use crate::db::TenantContext;
+use crate::db::{DbError, TenantContext};
 use crate::orgs::members::{self, Added, Invitation, Member, MemberError};
 use crate::orgs::settings::{self as org_settings, OrgSettings, SettingsError, SettingsPatch};
 use crate::orgs::{self, audit, MemberOrg, Org, OrgError, Role};
@@ -292,12 +293,24 @@ pub async fn add_member(
     JsonBody(body): JsonBody<AddMember>,
 ) -> Result<(StatusCode, Json<Added>), ApiError> {
     let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
-    let mut tx = access.begin_write(&state, needed(body.role)).await?;
+    let added = add_org_member(&state, &mut access, &body.email, body.role).await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// Gives `role` to the users with this verified email, or invites it, with the audit entry (the
+/// API's and the dashboard's adding). Admins add; only owners give the owner role.
+pub(crate) async fn add_org_member(
+    state: &AppState,
+    access: &mut OrgAccess,
+    email: &str,
+    role: Role,
+) -> Result<Added, ApiError> {
+    let mut tx = access.begin_write(state, needed(role)).await?;
     let added = members::add_by_email(
         tx.conn(),
         access.org.id,
-        &body.email,
-        body.role,
+        email,
+        role,
         access.principal.user_id(),
         access.role == Some(Role::Owner),
     )
@@ -307,12 +320,12 @@ pub async fn add_member(
         access.org.id,
         &access.principal.actor(),
         "member.added",
-        Some(&body.email.trim().to_lowercase()),
-        json!({ "role": body.role, "result": added }),
+        Some(&email.trim().to_lowercase()),
+        json!({ "role": role, "result": added }),
     )
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(added)))
+    Ok(added)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -338,24 +351,37 @@ pub async fn change_role(
     JsonBody(body): JsonBody<ChangeRole>,
 ) -> Result<Json<RoleChanged>, ApiError> {
     let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
-    let mut tx = access.begin_write(&state, needed(body.role)).await?;
+    change_member_role(&state, &mut access, user_id, body.role).await?;
+    Ok(Json(RoleChanged {
+        user_id,
+        role: body.role,
+    }))
+}
+
+/// Gives the member `user_id` the role `role`, with the audit entry (the API's and the
+/// dashboard's change). Admins change roles; only owners make or unmake owners; the org keeps
+/// an owner.
+pub(crate) async fn change_member_role(
+    state: &AppState,
+    access: &mut OrgAccess,
+    user_id: Uuid,
+    role: Role,
+) -> Result<(), ApiError> {
+    let mut tx = access.begin_write(state, needed(role)).await?;
     let current = members::role_for_update(tx.conn(), access.org.id, user_id).await?;
-    manage(&access, current)?;
-    members::set_role(tx.conn(), access.org.id, user_id, body.role).await?;
+    manage(access, current)?;
+    members::set_role(tx.conn(), access.org.id, user_id, role).await?;
     audit::record(
         tx.conn(),
         access.org.id,
         &access.principal.actor(),
         "member.role_changed",
         Some(&format!("user:{user_id}")),
-        json!({ "from": current, "to": body.role }),
+        json!({ "from": current, "to": role }),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(RoleChanged {
-        user_id,
-        role: body.role,
-    }))
+    Ok(())
 }
 
 /// Removes a member: admins remove others; anyone may leave.
@@ -369,13 +395,25 @@ pub async fn remove_member(
     Path((slug, user_id)): Path<(String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
     let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
+    remove_org_member(&state, &mut access, user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes the member `user_id`, with the audit entry (the API's and the dashboard's removal):
+/// admins remove others (only owners remove owners), anyone may leave, and the org keeps an
+/// owner.
+pub(crate) async fn remove_org_member(
+    state: &AppState,
+    access: &mut OrgAccess,
+    user_id: Uuid,
+) -> Result<(), ApiError> {
     let leaving = access.principal.user_id() == Some(user_id);
     let mut tx = access
-        .begin_write(&state, if leaving { Role::Viewer } else { Role::Admin })
+        .begin_write(state, if leaving { Role::Viewer } else { Role::Admin })
         .await?;
     let current = members::role_for_update(tx.conn(), access.org.id, user_id).await?;
     if !leaving {
-        manage(&access, current)?;
+        manage(access, current)?;
     }
     members::remove(tx.conn(), access.org.id, user_id).await?;
     audit::record(
@@ -388,7 +426,7 @@ pub async fn remove_member(
     )
     .await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Cancels a pending invitation.
@@ -401,9 +439,19 @@ pub async fn cancel_invitation(
     Path((slug, email)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
-    access.require(Role::Admin)?;
-    let mut tx = access.begin_write(&state, Role::Admin).await?;
-    if !members::cancel_invitation(tx.conn(), access.org.id, &email).await? {
+    cancel_member_invitation(&state, &mut access, &email).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Cancels the invitation of `email`, with the audit entry (the API's and the dashboard's
+/// cancellation). Admins only.
+pub(crate) async fn cancel_member_invitation(
+    state: &AppState,
+    access: &mut OrgAccess,
+    email: &str,
+) -> Result<(), ApiError> {
+    let mut tx = access.begin_write(state, Role::Admin).await?;
+    if !members::cancel_invitation(tx.conn(), access.org.id, email).await? {
         return Err(ApiError::NotFound {
             message: "no such invitation".into(),
         });
@@ -413,12 +461,12 @@ pub async fn cancel_invitation(
         access.org.id,
         &access.principal.actor(),
         "invitation.cancelled",
-        Some(&email),
+        Some(email),
         json!({}),
     )
     .await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -468,18 +516,20 @@ pub async fn create_token(
     Path(slug): Path<String>,
     JsonBody(body): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let created = create_api_token(&state, caller, &slug, &body.kind, &body.name).await?;
+    let created = create_api_token(&state, caller, &slug, &body.kind, &body.name, None).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Creates a `kind` token named `name` in the org `slug`, with its audit entry (the API's and
-/// the dashboard's creation). Admins only.
+/// the dashboard's creation). Admins only. A form's one-time `nonce` names the token it creates
+/// ([`tokens::id_for_form`]): sent again, it creates nothing and is `409 token_exists`.
 pub(crate) async fn create_api_token(
     state: &AppState,
     caller: impl Into<Caller>,
     slug: &str,
     kind: &str,
     name: &str,
+    nonce: Option<Uuid>,
 ) -> Result<CreatedToken, ApiError> {
     let mut access = OrgAccess::resolve(state, caller, slug).await?;
     access.require(Role::Admin)?;
@@ -494,15 +544,25 @@ pub(crate) async fn create_api_token(
             message: "a token name is 1 to 200 characters".into(),
         });
     }
+    let id = nonce.map_or_else(Uuid::new_v4, |nonce| {
+        tokens::id_for_form(access.org.id, nonce)
+    });
     let mut tx = access.begin_write(state, Role::Admin).await?;
-    let token = tokens::create(
+    let created = tokens::create_once(
         tx.conn(),
         access.org.id,
+        id,
         kind,
         name,
         access.principal.user_id(),
     )
     .await?;
+    let Some(token) = created else {
+        return Err(ApiError::Conflict {
+            code: "token_exists",
+            message: "this form has created its token already".into(),
+        });
+    };
     audit::record(
         tx.conn(),
         access.org.id,
@@ -567,16 +627,16 @@ pub(crate) async fn revoke_api_token(
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// The `next_before` of the previous page.
-    before: Option<i64>,
+    pub before: Option<i64>,
     /// 1 to 500; 100 by default.
-    limit: Option<i64>,
+    pub limit: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct AuditPage {
-    entries: Vec<audit::Entry>,
+    pub entries: Vec<audit::Entry>,
     /// The cursor of the next page, when this one was full.
-    next_before: Option<i64>,
+    pub next_before: Option<i64>,
 }
 
 /// The audit log, newest first; admins only.
@@ -590,16 +650,27 @@ pub async fn audit_log(
 ) -> Result<Json<AuditPage>, ApiError> {
     let (access, mut tx) = OrgAccess::open(&state, caller, &slug).await?;
     access.require(Role::Admin)?;
-    let limit = page.limit.unwrap_or(100).clamp(1, 500);
-    let entries = audit::page(tx.conn(), access.org.id, page.before, limit).await?;
+    let found = audit_page(tx.conn(), access.org.id, &page).await?;
     tx.commit().await?;
+    Ok(Json(found))
+}
+
+/// The page of the org's audit log that `page` asks for, with the cursor of the next one (the
+/// API's and the dashboard's listing). The caller has checked that the visitor is an admin.
+pub(crate) async fn audit_page(
+    conn: &mut PgConnection,
+    org_id: Uuid,
+    page: &AuditQuery,
+) -> Result<AuditPage, DbError> {
+    let limit = page.limit.unwrap_or(100).clamp(1, 500);
+    let entries = audit::page(conn, org_id, page.before, limit).await?;
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
-    Ok(Json(AuditPage {
+    Ok(AuditPage {
         entries,
         next_before: next,
-    }))
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -634,9 +705,19 @@ pub async fn update_settings(
     JsonBody(patch): JsonBody<SettingsPatch>,
 ) -> Result<Json<SettingsBody>, ApiError> {
     let mut access = OrgAccess::resolve(&state, caller, &slug).await?;
-    access.require(Role::Admin)?;
-    let mut tx = access.begin_write(&state, Role::Admin).await?;
-    let next = org_settings::update(tx.conn(), access.org.id, &patch).await?;
+    let next = update_org_settings(&state, &mut access, &patch).await?;
+    Ok(Json(SettingsBody { settings: next }))
+}
+
+/// Applies `patch` to the org's settings (validated as a whole), with the audit entry (the
+/// API's and the dashboard's change). Admins only.
+pub(crate) async fn update_org_settings(
+    state: &AppState,
+    access: &mut OrgAccess,
+    patch: &SettingsPatch,
+) -> Result<OrgSettings, ApiError> {
+    let mut tx = access.begin_write(state, Role::Admin).await?;
+    let next = org_settings::update(tx.conn(), access.org.id, patch).await?;
     audit::record(
         tx.conn(),
         access.org.id,
@@ -647,5 +728,5 @@ pub async fn update_settings(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(SettingsBody { settings: next }))
+    Ok(next)
 }

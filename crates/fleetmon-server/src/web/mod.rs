@@ -39,7 +39,24 @@ pub fn router() -> Router<AppState> {
         .route("/orgs/{org}/machines", get(fleet::machines))
         .route("/orgs/{org}/machines/{id}", get(machine::show))
         .route("/orgs/{org}/machines/{id}/remove", post(machine::remove))
-        .route("/orgs/{org}/settings", get(settings::settings))
+        .route(
+            "/orgs/{org}/settings",
+            get(settings::settings).post(settings::save),
+        )
+        .route("/orgs/{org}/settings/audit", get(settings::log))
+        .route("/orgs/{org}/settings/members", post(settings::add_member))
+        .route(
+            "/orgs/{org}/settings/members/{user_id}/role",
+            post(settings::change_role),
+        )
+        .route(
+            "/orgs/{org}/settings/members/{user_id}/remove",
+            post(settings::remove_member),
+        )
+        .route(
+            "/orgs/{org}/settings/invitations/cancel",
+            post(settings::cancel_invitation),
+        )
         .route("/orgs/{org}/settings/tokens", post(settings::create_token))
         .route(
             "/orgs/{org}/settings/tokens/{id}/revoke",

@@ -1,8 +1,10 @@
 //! What every page shares: the document shell, the security headers, the signed-in chrome (org
 //! switcher, navigation, sign-out) and the error pages.
 
+use axum::extract::rejection::FormRejection;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Form;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
@@ -295,6 +297,21 @@ pub fn foreign_form() -> PageError {
         code: "csrf_failed",
         message: "this form was not sent from fleetmon's own page".into(),
     })
+}
+
+/// The fields of a form of fleetmon's own pages, whose `csrf` field is the one
+/// [`form_is_ours`] checks; anything else (a form that is not ours, or not the form the page
+/// sends) is [`foreign_form`]'s refusal.
+pub fn own_form<T>(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: Result<Form<T>, FormRejection>,
+    csrf: fn(&T) -> &str,
+) -> Result<T, PageError> {
+    match form {
+        Ok(Form(form)) if form_is_ours(state, headers, csrf(&form)) => Ok(form),
+        _ => Err(foreign_form()),
+    }
 }
 
 /// A query value, percent-encoded (everything but unreserved characters).

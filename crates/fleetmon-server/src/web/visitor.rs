@@ -1,7 +1,7 @@
 //! Who is looking at a page: the signed-in user (through the same session check as the API),
 //! their profile and their orgs. Someone without a live access token is sent to renew it, and
-//! from there to the sign-in page. This checks no CSRF token: the one page that takes a POST
-//! (`POST /orgs`) checks its form's.
+//! from there to the sign-in page. This checks no CSRF token: the pages that take a POST check
+//! their form's (`page::form_is_ours`).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -173,6 +173,17 @@ pub async fn open_signed_in(browser: &Browser, site: &Site, email: &str, path: &
     browser.wait_for_path(path).await;
 }
 
+/// An HTTP client with `browser`'s cookies (its session and CSRF token), to send forms exactly
+/// as that browser would, those its pages do not offer included.
+pub async fn http_session(browser: &Browser, site: &Site) -> crate::signin::Browser {
+    let mut http = crate::signin::Browser::new(&site.base);
+    for cookie in browser.client.get_all_cookies().await.unwrap() {
+        http.cookies
+            .insert(cookie.name().to_string(), cookie.value().to_string());
+    }
+    http
+}
+
 #[tokio::test]
 async fn signing_in_says_wrong_password_then_opens_the_empty_state_creates_an_org_and_signs_out() {
     let site = Site::start().await;

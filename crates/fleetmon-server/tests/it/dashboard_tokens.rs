@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::browser::Browser;
-use crate::dashboard::{email, open_signed_in, Site};
+use crate::dashboard::{email, http_session, open_signed_in, post_form, Site};
 use crate::ingest_http::event;
 use crate::signin::account;
 
@@ -42,7 +42,7 @@ async fn an_admin_creates_a_token_sees_it_once_and_revokes_it() {
 
     browser.fill("#token-name", "rack 4 agents").await;
     browser
-        .click("form[action='/orgs/tok-farm/settings/tokens'] button[type=submit]")
+        .click("form[action='/orgs/tok-farm/settings/tokens#tokens'] button[type=submit]")
         .await;
     let secret = browser.text("#token-secret").await;
     assert!(secret.starts_with("fmi_"), "{secret}");
@@ -155,41 +155,26 @@ async fn a_viewer_gets_no_token_controls_and_a_404_for_their_urls() {
         .await;
 
     // The forms, sent as the viewer's browser would: its session, its CSRF token, our Origin.
-    let cookies = browser.client.get_all_cookies().await.unwrap();
-    let csrf = cookies
-        .iter()
-        .find(|c| c.name() == "fm_csrf")
-        .expect("the CSRF cookie")
-        .value()
-        .to_string();
-    let header = cookies
-        .iter()
-        .map(|c| format!("{}={}", c.name(), c.value()))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let mut http = http_session(&browser, &site).await;
     browser.close().await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let csrf = http.cookies["fm_csrf"].clone();
+    let nonce = Uuid::new_v4().to_string();
     for (path, form) in [
         (
             "/orgs/tok-view/settings/tokens".to_string(),
-            vec![("csrf", csrf.as_str()), ("name", "mine"), ("kind", "read")],
+            vec![
+                ("csrf", csrf.as_str()),
+                ("nonce", nonce.as_str()),
+                ("name", "mine"),
+                ("kind", "read"),
+            ],
         ),
         (
             format!("/orgs/tok-view/settings/tokens/{}/revoke", token.id),
             vec![("csrf", csrf.as_str())],
         ),
     ] {
-        let response = client
-            .post(site.url(&path))
-            .header("cookie", &header)
-            .header("origin", &site.base)
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let response = post_form(&mut http, &path, Some(&site.base), &form).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         assert!(response.text().await.unwrap().contains("Page not found"));
     }

@@ -11,6 +11,7 @@ mod dashboard;
 mod dashboard_live;
 mod dashboard_pages;
 mod dashboard_signin;
+mod dashboard_settings;
 mod dashboard_tokens;
 mod db_restart;
 mod embedded;
