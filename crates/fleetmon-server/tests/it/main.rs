@@ -9,6 +9,7 @@ mod crash;
 mod cross_tenant;
 mod dashboard;
 mod dashboard_live;
+mod dashboard_metrics;
 mod dashboard_pages;
 mod dashboard_tokens;
 mod db_restart;

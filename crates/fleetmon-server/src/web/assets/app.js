@@ -139,6 +139,18 @@
     });
   }
 
+  // Range forms (`select[data-range]`): a preset range empties From and To, which only the
+  // custom range reads — without the script, the page says to choose one or the other.
+  for (const select of document.querySelectorAll("select[data-range]")) {
+    select.addEventListener("change", () => {
+      if (select.value === "custom") return;
+      for (const name of ["since", "until"]) {
+        const field = select.form.elements[name];
+        if (field) field.value = "";
+      }
+    });
+  }
+
   // Live regions. The overview (data-stream) follows the org's Server-Sent Events and patches
   // what they carry into the page; anything it cannot patch (a machine or worker it does not
   // show yet, one removed, a `resync`) re-reads the page and swaps the region in. Other live
