@@ -13,7 +13,7 @@ mod oidc_signin;
 mod openapi;
 pub(crate) mod orgs;
 mod overview;
-mod params;
+pub(crate) mod params;
 mod prometheus;
 mod rate_limit;
 pub(crate) mod signin;

@@ -151,6 +151,15 @@ impl Buckets {
             .expect("a bucket start within chrono's range")
     }
 
+    /// The start of every bucket the window touches, in order: what the metrics queries answer
+    /// one row of per series.
+    pub fn starts(&self) -> Vec<DateTime<Utc>> {
+        let first = self.start_of(self.window.since);
+        (0..self.count())
+            .map(|i| first + Duration::seconds(i * self.step_s))
+            .collect()
+    }
+
     /// How many buckets the window touches.
     pub fn count(&self) -> i64 {
         let first = self.start_of(self.window.since).timestamp_micros();
@@ -312,6 +321,10 @@ mod tests {
         let b = Buckets::new(w, Some("15m")).unwrap();
         assert_eq!(b.start_of(w.since), t("2026-03-01T10:00:00Z"));
         assert_eq!(b.count(), 4, "10:00, 10:15, 10:30, 10:45");
+        assert_eq!(
+            b.starts(),
+            ["10:00", "10:15", "10:30", "10:45"].map(|hm| t(&format!("2026-03-01T{hm}:00Z")))
+        );
         assert_eq!(Buckets::new(w, Some("900")).unwrap().step_s, 900);
         let day = window(Some("24h"), None, None);
         assert_eq!(

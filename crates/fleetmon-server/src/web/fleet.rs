@@ -1,7 +1,8 @@
 //! An org's fleet: the overview (the API's overview — job stat cards and recent failures of the
-//! last 24 hours — then a fleet summary and the machine grid: each machine's liveness, GPUs and
-//! workers) and the machine list. Both read through `query::fleet` and `query::overview` in the
-//! org's tenant transaction, after the same access check as the API (`http::fleet::open`).
+//! last 24 hours — and the jobs' throughput over those 24 hours, then a fleet summary and the
+//! machine grid: each machine's liveness, GPUs and workers) and the machine list. Both read
+//! through `query::fleet`, `query::overview` and `query::job_metrics` in the org's tenant
+//! transaction, after the same access check as the API (`http::fleet::open`).
 
 use std::collections::BTreeMap;
 
@@ -13,14 +14,16 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::metrics::throughput;
 use super::page::{self, ago, encode, InOrg, PageError, Section};
 use super::visitor::Visitor;
 use crate::http::fleet::open;
 use crate::http::{ApiError, AppState};
 use crate::orgs::Role;
 use crate::query::fleet::{self, Filter, Machine, Worker};
+use crate::query::job_metrics;
 use crate::query::overview::{self, JobCounts, RecentFailure};
-use crate::query::window::{Window, WindowParams};
+use crate::query::window::{Buckets, Window, WindowParams};
 
 /// How often a live region's script re-reads its page when it cannot follow the org's stream.
 pub(super) const REFRESH_S: u32 = 10;
@@ -169,6 +172,11 @@ pub async fn overview(
     // The API's default window (the last 24 hours), as `GET …/overview` without parameters.
     let window = Window::parse(WindowParams::default(), Utc::now()).map_err(ApiError::from)?;
     let stats = overview::load(tx.conn(), access.org.id, &settings, window).await?;
+    // The same window's throughput, in the metrics page's default buckets (15 minutes).
+    let buckets = Buckets::new(window, None).map_err(ApiError::from)?;
+    let filters = job_metrics::Filters::default();
+    let (groups, _) = job_metrics::load(tx.conn(), access.org.id, buckets, None, &filters).await?;
+    let jobs: Vec<job_metrics::Bucket> = groups.into_iter().flat_map(|g| g.buckets).collect();
     tx.commit().await?;
 
     let role = access.role.unwrap_or(Role::Viewer);
@@ -201,6 +209,10 @@ pub async fn overview(
             data-liveness=[query.liveness()] {
             @if !all_machines.is_empty() || any_jobs(&stats.jobs) {
                 (stat_cards(&base, &stats.jobs))
+                section.overview-chart aria-label="Throughput" {
+                    (throughput("overview-throughput", "Throughput, last 24 hours", &buckets, &jobs))
+                    p { a href={ (base) "/metrics" } { "All metrics" } }
+                }
             }
             @if !stats.recent_failures.is_empty() {
                 (recent_failures(&access.org.slug, &base, &stats.recent_failures, now))

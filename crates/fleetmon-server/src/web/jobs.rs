@@ -8,11 +8,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 
 use super::fleet::{stream_path, REFRESH_S};
-use super::page::{self, ago, duration, encode, InOrg, PageError, Section};
+use super::page::{
+    self, ago, duration, encode, local_value, rfc3339, InOrg, PageError, Section, RANGES,
+};
 use super::visitor::Visitor;
 use crate::http::auth::OrgAccess;
 use crate::http::jobs::filter;
@@ -20,14 +22,6 @@ use crate::http::{ApiError, AppState};
 use crate::orgs::Role;
 use crate::query::jobs::{self, JobFilter, JobSummary, Page};
 use crate::query::window::parse_duration;
-
-/// The time ranges the filter bar offers; any `<n>s|m|h|d` works in the URL.
-const RANGES: &[(&str, &str)] = &[
-    ("1h", "Last hour"),
-    ("24h", "Last 24 hours"),
-    ("7d", "Last 7 days"),
-    ("30d", "Last 30 days"),
-];
 
 /// The text fields of the filter bar: parameter, label.
 const TEXT_FILTERS: &[(&str, &str)] = &[
@@ -116,23 +110,6 @@ impl View {
         }
         filter(pairs)
     }
-}
-
-/// A time as the form's `datetime-local` fields send it (`2026-01-31T08:00`, read as UTC) in RFC
-/// 3339; anything else as it is, for the API's check to judge.
-fn rfc3339(value: &str) -> String {
-    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok())
-        .map_or_else(|| value.to_string(), |t| t.and_utc().to_rfc3339())
-}
-
-/// A `datetime-local` field's value for a parameter the URL carries (RFC 3339 shown in UTC).
-fn local_value(value: &str) -> String {
-    DateTime::parse_from_rfc3339(value).map_or_else(
-        |_| value.to_string(),
-        |t| t.with_timezone(&Utc).format("%Y-%m-%dT%H:%M").to_string(),
-    )
 }
 
 /// `GET /orgs/{org}/jobs`.
@@ -361,15 +338,6 @@ mod tests {
                 (k.to_string(), v.to_string())
             })
             .collect()
-    }
-
-    #[test]
-    fn form_times_are_utc_and_other_text_is_left_to_the_api() {
-        assert_eq!(rfc3339("2026-01-31T08:00"), "2026-01-31T08:00:00+00:00");
-        assert_eq!(rfc3339("2026-01-31T08:00:30"), "2026-01-31T08:00:30+00:00");
-        assert_eq!(rfc3339("2026-01-31T08:00:00Z"), "2026-01-31T08:00:00Z");
-        assert_eq!(rfc3339("yesterday"), "yesterday");
-        assert_eq!(local_value("2026-01-31T09:00:00+01:00"), "2026-01-31T08:00");
     }
 
     #[test]

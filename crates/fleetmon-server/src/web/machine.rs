@@ -1,11 +1,12 @@
 //! `GET /orgs/{org}/machines/{id}`: one machine — host facts, its GPUs, its workers with their
 //! current jobs, and its recent lifecycle events — read through `query::fleet` as the API's
-//! machine endpoint does. Admins of the org also get the form that removes an offline machine,
+//! machine endpoint does, and each GPU's utilisation, memory and temperature over a range
+//! (`?range=`, default 24 h) from its metric series (`gpu_history`, as `GET …/metrics/series`). Admins of the org also get the form that removes an offline machine,
 //! `POST /orgs/{org}/machines/{id}/remove`, which runs the API's removal (`http::fleet::
 //! remove_offline_machine`: the same rule and audit entry); for anyone else that URL is a 404.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -13,29 +14,60 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::chart::step_text;
 use super::fleet::{gpu_item, gpus, services, stream_path, REFRESH_S};
-use super::page::{self, ago, at, encode, foreign_form, form_is_ours, InOrg, PageError, Section};
+use super::gpu_history::{self, History};
+use super::page::{
+    self, ago, at, encode, foreign_form, form_is_ours, InOrg, PageError, Section, RANGES,
+};
 use super::visitor::Visitor;
 use crate::http::fleet::{open, remove_offline_machine};
-use crate::http::AppState;
+use crate::http::{ApiError, AppState};
 use crate::orgs::Role;
 use crate::query::fleet::{self, LifecycleEvent, Machine, Worker};
+use crate::query::window::{Buckets, Window, WindowParams};
 
 /// Lifecycle events the page shows, newest first.
 const EVENTS_SHOWN: i64 = 25;
+/// The GPU history's range when the URL names none: a day shows the daily pattern of load and
+/// heat, and its 15-minute buckets still show a job's hour.
+const HISTORY_RANGE: &str = "24h";
+
+#[derive(Deserialize)]
+pub struct MachineQuery {
+    /// The GPU history's range: `1h`, `24h`, `7d`, `30d` or any `<n>s|m|h|d`.
+    range: Option<String>,
+}
 
 /// `GET /orgs/{org}/machines/{id}`.
 pub async fn show(
     State(state): State<AppState>,
     visitor: Visitor,
     Path((slug, id)): Path<(String, String)>,
+    query: Result<Query<MachineQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let (access, mut tx, settings) = open(&state, visitor.principal, &slug).await?;
     let found = fleet::machine_with_workers(tx.conn(), access.org.id, &settings, &id).await?;
     let Some((machine, workers)) = found else {
         return Err(PageError::NotFound);
     };
+    let Query(query) = query.map_err(|rejection| ApiError::BadRequest {
+        code: "invalid_query",
+        message: rejection.body_text(),
+    })?;
+    let range = query
+        .range
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| HISTORY_RANGE.into());
+    let params = WindowParams {
+        range: Some(&range),
+        ..WindowParams::default()
+    };
+    let buckets = Window::parse(params, Utc::now())
+        .and_then(|window| Buckets::new(window, None))
+        .map_err(ApiError::from)?;
     let events = fleet::lifecycle(tx.conn(), access.org.id, &id, EVENTS_SHOWN).await?;
+    let history = gpu_history::load(tx.conn(), access.org.id, Some(&id), buckets).await?;
     tx.commit().await?;
 
     let slug = &access.org.slug;
@@ -71,6 +103,7 @@ pub async fn show(
             h2 { "Recent lifecycle events" }
             (lifecycle(&events))
         }
+        (gpu_charts(slug, &machine.id, &range, &buckets, &history))
         @if role >= Role::Admin {
             (removal(slug, &machine, &visitor.csrf))
         }
@@ -84,6 +117,38 @@ pub async fn show(
         StatusCode::OK,
         page::app(&visitor, Some(in_org), title, content),
     ))
+}
+
+/// Each GPU metric over the range, a line per GPU, with links to the other ranges. Outside the
+/// live region: history does not change in ten seconds, and re-reading it would cost a query
+/// per metric every time.
+fn gpu_charts(
+    slug: &str,
+    machine_id: &str,
+    range: &str,
+    buckets: &Buckets,
+    history: &[History],
+) -> Markup {
+    let path = page::machine_path(slug, machine_id);
+    html! {
+        section #gpu-history aria-labelledby="gpu-history-title" {
+            h2 #gpu-history-title { "GPU history" }
+            nav.filters aria-label="GPU history range" {
+                @for (value, label) in RANGES {
+                    a href={ (path) "?range=" (value) "#gpu-history" }
+                        aria-current=[(range == *value).then_some("page")] { (label) }
+                }
+            }
+            p.muted {
+                (buckets.window.since.format("%Y-%m-%d %H:%M")) " to "
+                (buckets.window.until.format("%Y-%m-%d %H:%M")) " UTC · mean per "
+                (step_text(buckets.step_s))
+            }
+            div.charts {
+                @for metric in history { (metric.per_gpu(buckets)) }
+            }
+        }
+    }
 }
 
 fn host(machine: &Machine, now: DateTime<Utc>) -> Markup {

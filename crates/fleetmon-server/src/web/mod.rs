@@ -1,14 +1,17 @@
 //! The dashboard: server-rendered pages (maud) that read through the same query code and org
 //! access checks as the API, in the org's tenant transaction, with the project's own CSS and
 //! JavaScript compiled into the binary. Pages work without JavaScript; the script signs in and
-//! creates orgs through the JSON API and keeps the overview and machine pages current. See
-//! docs/dashboard.md.
+//! creates orgs through the JSON API and keeps the overview and machine pages current. Charts are
+//! SVG drawn on the server (`chart`). See docs/dashboard.md.
 
 mod assets;
+mod chart;
 mod fleet;
+mod gpu_history;
 mod job;
 mod jobs;
 mod machine;
+mod metrics;
 mod orgs;
 mod page;
 mod session;
@@ -39,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/orgs/{org}/machines", get(fleet::machines))
         .route("/orgs/{org}/machines/{id}", get(machine::show))
         .route("/orgs/{org}/machines/{id}/remove", post(machine::remove))
+        .route("/orgs/{org}/metrics", get(metrics::show))
         .route(
             "/orgs/{org}/settings",
             get(settings::settings).post(settings::save),

@@ -5,7 +5,7 @@ use axum::extract::rejection::FormRejection;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
 use super::assets::{CSS, ICON, JS};
@@ -91,6 +91,7 @@ pub enum Section {
     Overview,
     Jobs,
     Machines,
+    Metrics,
     Settings,
 }
 
@@ -133,6 +134,7 @@ pub fn app(visitor: &Visitor, in_org: Option<InOrg<'_>>, title: &str, content: M
                         (nav_item(o, Section::Overview, "", "Overview"))
                         (nav_item(o, Section::Jobs, "/jobs", "Jobs"))
                         (nav_item(o, Section::Machines, "/machines", "Machines"))
+                        (nav_item(o, Section::Metrics, "/metrics", "Metrics"))
                         @if o.role >= Role::Admin {
                             (nav_item(o, Section::Settings, "/settings", "Settings"))
                         }
@@ -346,6 +348,32 @@ pub fn machine_path(slug: &str, id: &str) -> String {
     format!("/orgs/{slug}/machines/{}", encode(id))
 }
 
+/// The time ranges the pages' range selectors offer (a `range` parameter; any `<n>s|m|h|d`
+/// works in the URL).
+pub const RANGES: &[(&str, &str)] = &[
+    ("1h", "Last hour"),
+    ("24h", "Last 24 hours"),
+    ("7d", "Last 7 days"),
+    ("30d", "Last 30 days"),
+];
+
+/// A time as the form's `datetime-local` fields send it (`2026-01-31T08:00`, read as UTC) in RFC
+/// 3339; anything else as it is, for the API's check to judge.
+pub fn rfc3339(value: &str) -> String {
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok())
+        .map_or_else(|| value.to_string(), |t| t.and_utc().to_rfc3339())
+}
+
+/// A `datetime-local` field's value for a parameter the URL carries (RFC 3339 shown in UTC).
+pub fn local_value(value: &str) -> String {
+    DateTime::parse_from_rfc3339(value).map_or_else(
+        |_| value.to_string(),
+        |t| t.with_timezone(&Utc).format("%Y-%m-%dT%H:%M").to_string(),
+    )
+}
+
 /// A duration in milliseconds as people read it: `850 ms`, `6.5 s`, `12 min 5 s`, `3 h 20 min`.
 pub fn duration(ms: i64) -> String {
     let seconds = ms / 1000;
@@ -390,6 +418,15 @@ mod tests {
             "%2Forgs%2Fa%20b%3Fx%3D1%26y%3D%C3%BC"
         );
         assert_eq!(encode("plain-text_1.2~"), "plain-text_1.2~");
+    }
+
+    #[test]
+    fn form_times_are_utc_and_other_text_is_left_to_the_api() {
+        assert_eq!(rfc3339("2026-01-31T08:00"), "2026-01-31T08:00:00+00:00");
+        assert_eq!(rfc3339("2026-01-31T08:00:30"), "2026-01-31T08:00:30+00:00");
+        assert_eq!(rfc3339("2026-01-31T08:00:00Z"), "2026-01-31T08:00:00Z");
+        assert_eq!(rfc3339("yesterday"), "yesterday");
+        assert_eq!(local_value("2026-01-31T09:00:00+01:00"), "2026-01-31T08:00");
     }
 
     #[test]

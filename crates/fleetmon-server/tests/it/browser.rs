@@ -64,6 +64,33 @@ impl WebDriverCompatibleCommand for ReadLog {
     }
 }
 
+/// A Chrome DevTools Protocol command, through chromedriver's endpoint for them.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()),
+        )
+    }
+}
+
 /// chromedriver in a process group of its own, killed with every Chromium it started.
 struct Driver(Child);
 
@@ -254,6 +281,18 @@ impl Browser {
         self.find(css).await.click().await.expect("click");
     }
 
+    /// Scrolls the first element matching `css` to the top of the window (for screenshots).
+    pub async fn scroll_to(&self, css: &str) {
+        let element = self.find(css).await;
+        self.client
+            .execute(
+                "arguments[0].scrollIntoView({block: 'start'});",
+                vec![serde_json::to_value(&element).expect("an element reference")],
+            )
+            .await
+            .expect("scroll");
+    }
+
     /// Marks the page's window, for [`Self::assert_same_page`] to tell that it was not reloaded.
     pub async fn mark_page(&self) {
         self.client
@@ -270,6 +309,18 @@ impl Browser {
             .await
             .expect("read the page's mark");
         assert_eq!(marker, json!(1), "the page was reloaded");
+    }
+
+    /// From now on the pages see `prefers-color-scheme: dark`, as on a system set to dark.
+    pub async fn prefer_dark(&self) {
+        let features = json!([{ "name": "prefers-color-scheme", "value": "dark" }]);
+        self.client
+            .issue_cmd(Cdp {
+                cmd: "Emulation.setEmulatedMedia",
+                params: json!({ "features": features }),
+            })
+            .await
+            .expect("emulate a dark colour scheme");
     }
 
     /// What the console said since the last read.

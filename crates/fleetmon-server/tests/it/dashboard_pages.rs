@@ -20,14 +20,14 @@ use crate::ingest_http::event;
 use crate::signin::{account, PASSWORD};
 
 /// Fails unless `text` contains each of `wanted`.
-fn assert_shows(text: &str, wanted: &[&str]) {
+pub fn assert_shows(text: &str, wanted: &[&str]) {
     for shown in wanted {
         assert!(text.contains(shown), "{shown:?} in {text:?}");
     }
 }
 
 /// An event of `kind` at `at`.
-fn event_at(kind: &str, at: DateTime<Utc>, fields: Value) -> Value {
+pub fn event_at(kind: &str, at: DateTime<Utc>, fields: Value) -> Value {
     let mut e = event(kind, fields);
     e["at"] = json!(at.to_rfc3339());
     e

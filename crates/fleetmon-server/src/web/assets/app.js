@@ -139,6 +139,18 @@
     });
   }
 
+  // Range forms (`select[data-range]`): a preset range empties From and To, which only the
+  // custom range reads — without the script, the page says to choose one or the other.
+  for (const select of document.querySelectorAll("select[data-range]")) {
+    select.addEventListener("change", () => {
+      if (select.value === "custom") return;
+      for (const name of ["since", "until"]) {
+        const field = select.form.elements[name];
+        if (field) field.value = "";
+      }
+    });
+  }
+
   // Live regions. `data-live` names the view (overview, jobs, machine). Where the page names the
   // org's stream (data-stream) and the browser has EventSource, the view follows its Server-Sent
   // Events: each view patches what it can in place, and re-reads the page (swapping the region
