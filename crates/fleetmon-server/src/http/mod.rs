@@ -28,6 +28,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -182,6 +183,10 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), timeout::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
         .layer(axum::middleware::from_fn(protective_headers))
+        // gzip when the client takes it; never for event streams, which must not be buffered
+        // (tower-http's default predicate), nor bodies under 32 bytes. Pages carry their CSRF
+        // token masked so compressing them does not leak it (`web::page::masked_csrf`).
+        .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(prometheus::track))
         // Spans name the path only: query strings can carry one-time codes and OAuth state.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {

@@ -288,9 +288,39 @@ fn error_page(error: &ApiError) -> Response {
 }
 
 /// A form of fleetmon's own pages: sent from its own origin (browsers send `Origin` with every
-/// form POST) with the CSRF token the page put in it.
+/// form POST) with the CSRF token the page put in it (masked, see [`masked_csrf`], or as is).
 pub fn form_is_ours(state: &AppState, headers: &HeaderMap, csrf: &str) -> bool {
-    from_our_origin(state, headers, false) && csrf_matches(headers, Some(csrf))
+    let token = unmasked_csrf(csrf);
+    from_our_origin(state, headers, false)
+        && (csrf_matches(headers, Some(csrf)) || csrf_matches(headers, token.as_deref()))
+}
+
+/// The CSRF token as a page carries it: a fresh random pad, then the token XORed with it, both
+/// in hex. The token stays the same for the whole session, and pages are compressed together
+/// with text a visitor's query can put in them (a search, a filter), so unmasked it could be
+/// guessed byte by byte from response sizes (BREACH); masked, no two pages carry the same bytes.
+pub fn masked_csrf(token: &str) -> String {
+    let mut pad = vec![0u8; token.len()];
+    getrandom::fill(&mut pad).expect("the operating system's random source");
+    let masked = token.bytes().zip(&pad).map(|(t, p)| t ^ p);
+    pad.iter()
+        .copied()
+        .chain(masked)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The token in a [`masked_csrf`] value, or `None` when `sent` is not one.
+fn unmasked_csrf(sent: &str) -> Option<String> {
+    if sent.is_empty() || !sent.is_ascii() || !sent.len().is_multiple_of(4) {
+        return None;
+    }
+    let bytes = (0..sent.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&sent[i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let (pad, masked) = bytes.split_at(bytes.len() / 2);
+    String::from_utf8(pad.iter().zip(masked).map(|(p, m)| p ^ m).collect()).ok()
 }
 
 /// The refusal of a form that is not [`form_is_ours`].
@@ -410,6 +440,19 @@ pub fn ago(at: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_masked_csrf_token_differs_every_time_and_unmasks_to_the_token() {
+        let token = "aZ09bY18cX27dW36eV45fU54gT63hS72";
+        let (one, two) = (masked_csrf(token), masked_csrf(token));
+        assert_ne!(one, two);
+        assert!(!one.contains(token));
+        assert_eq!(unmasked_csrf(&one).as_deref(), Some(token));
+        assert_eq!(unmasked_csrf(&two).as_deref(), Some(token));
+        for not_masked in [token, "", "zz", "abc", "0g0g", "é"] {
+            assert_eq!(unmasked_csrf(not_masked), None, "{not_masked:?}");
+        }
+    }
 
     #[test]
     fn query_values_are_percent_encoded() {

@@ -116,10 +116,10 @@ fn failure_text(error: &ApiError) -> String {
     }
 }
 
-/// The CSRF token for the page's forms: the browser's, or a new one with its cookie.
+/// The CSRF token for the page's forms, masked: the browser's, or a new one with its cookie.
 fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     match cookies::get(headers, cookies::CSRF) {
-        Some(token) if !token.is_empty() => (token.to_string(), None),
+        Some(token) if !token.is_empty() => (page::masked_csrf(token), None),
         _ => {
             let token = crate::auth::random_base62(32);
             let cookie = cookies::set(
@@ -130,7 +130,7 @@ fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderVa
                 false,
                 state.auth.settings.secure_cookies(),
             );
-            (token, Some(cookie))
+            (page::masked_csrf(&token), Some(cookie))
         }
     }
 }

@@ -20,6 +20,7 @@ pub struct Visitor {
     /// Every org the user is a member of, by slug.
     pub orgs: Vec<MemberOrg>,
     /// The CSRF token the page's forms send back.
+    /// The session's CSRF token, masked for this page (`page::masked_csrf`).
     pub csrf: String,
 }
 
@@ -53,9 +54,9 @@ impl FromRequestParts<AppState> for Visitor {
                 principal,
                 user,
                 orgs,
-                csrf: cookies::get(&parts.headers, cookies::CSRF)
-                    .unwrap_or_default()
-                    .to_string(),
+                csrf: super::page::masked_csrf(
+                    cookies::get(&parts.headers, cookies::CSRF).unwrap_or_default(),
+                ),
             }),
             Ok((None, _)) => Err(resume(parts)),
             Err(error) => Err(PageError::from(error).into_response()),

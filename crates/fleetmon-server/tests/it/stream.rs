@@ -111,8 +111,10 @@ struct SseReader {
 
 impl SseReader {
     async fn open(base: &str, org: &Org, last_event_id: Option<&str>) -> Self {
+        // As browsers do: the stream must come uncompressed all the same (see `of`).
         let mut request = reqwest::Client::new()
             .get(format!("{base}{}", org.stream_path()))
+            .header("accept-encoding", "gzip")
             .bearer_auth(&org.read);
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
@@ -126,6 +128,8 @@ impl SseReader {
             response.headers()["content-type"].to_str().unwrap(),
             "text/event-stream"
         );
+        // A compressor would hold events back until its buffer fills.
+        assert!(!response.headers().contains_key("content-encoding"));
         Self {
             response,
             buffer: String::new(),
