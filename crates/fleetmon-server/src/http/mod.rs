@@ -189,10 +189,32 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(prometheus::track))
         // Spans name the path only: query strings can carry one-time codes and OAuth state.
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+                })
+                .on_failure(log_failure),
+        )
         .with_state(state)
+}
+
+/// A 503 is fleetmon holding back (a full pool, a request past its time, the database or an
+/// identity provider away): a warning, which the answer's own code and the metrics detail.
+/// Any other failure is an error.
+fn log_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass::StatusCode;
+    let latency_ms = latency.as_millis();
+    match class {
+        StatusCode(code) if code == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+            tracing::warn!(%code, latency_ms, "answered 503: unavailable for now")
+        }
+        class => tracing::error!(classification = %class, latency_ms, "response failed"),
+    }
 }
 
 /// A browser gets the dashboard's 404 page; everything under `/api` and every API client, JSON.
