@@ -41,7 +41,7 @@ use chrono::SecondsFormat;
 use fleetmon_server::auth::settings::AuthSettings;
 use fleetmon_server::auth::tokens::{self, TokenKind};
 use fleetmon_server::auth::Auth;
-use fleetmon_server::db::sql::{query, query_as, query_scalar};
+use fleetmon_server::db::sql::{query, query_scalar};
 use fleetmon_server::db::{TenantContext, TenantDb};
 use fleetmon_server::http::{self, AppState};
 use fleetmon_server::ingest::Limits;
@@ -53,7 +53,7 @@ use fleetmon_server::query::{fleet, overview, NO_JIT_SQL};
 use sqlx::postgres::PgPoolOptions;
 
 use env::env_or;
-use fixture::{Fixture, Params, SeededOrg};
+use fixture::{Fixture, Params, SampledJob, SeededOrg};
 use history::{COMMON_WORD, RARE_WORD};
 use latency::Figures;
 use pgbench::{Statement, Transaction};
@@ -171,41 +171,9 @@ fn list_case(org: &SeededOrg, name: &str, query: &str, filter: JobFilter) -> Cas
     }
 }
 
-/// Jobs spread evenly over the history, newest last: for the detail case and a deep cursor.
-async fn sample_jobs(db: &TenantDb, fixture: &Fixture, count: u32) -> Vec<Sampled> {
-    let org = &fixture.orgs[0];
-    let span = chrono::Duration::days(i64::from(fixture::DAYS));
-    let starts = fixture.ends_at - span;
-    let mut tx = db.begin(TenantContext::org(org.id)).await.unwrap();
-    let mut sampled = Vec::new();
-    for k in 0..count {
-        let at = starts + span * (2 * k as i32 + 1) / (2 * count as i32);
-        let found: Sampled = query_as(
-            "SELECT id, created_at, worker_id, machine_id FROM jobs
-             WHERE org_id = $1 AND created_at >= $2 ORDER BY created_at, id LIMIT 1",
-        )
-        .bind(org.id)
-        .bind(at)
-        .fetch_one(tx.conn())
-        .await
-        .unwrap();
-        sampled.push(found);
-    }
-    tx.rollback().await.unwrap();
-    sampled
-}
-
-#[derive(sqlx::FromRow)]
-struct Sampled {
-    id: String,
-    created_at: chrono::DateTime<chrono::Utc>,
-    worker_id: Option<String>,
-    machine_id: Option<String>,
-}
-
 /// The statements `GET …/jobs/{id}` runs in its transaction: the org's settings, then
 /// `jobs::detail` (the job, its timeline, its worker and machine as they are now).
-fn detail_statements(org: &SeededOrg, job: &Sampled) -> Vec<Statement> {
+fn detail_statements(org: &SeededOrg, job: &SampledJob) -> Vec<Statement> {
     let settings = OrgSettings::default();
     let org_id = Some(org.id.to_string());
     let (stale, offline) = (
@@ -356,7 +324,7 @@ fn settings_statement(org: &SeededOrg) -> Statement {
 /// The cases, for the fixture's largest org.
 async fn cases(db: &TenantDb, fixture: &Fixture) -> Vec<Case> {
     let org = &fixture.orgs[0];
-    let sampled = sample_jobs(db, fixture, DETAIL_JOBS).await;
+    let sampled = fixture::sample_jobs(db, fixture, DETAIL_JOBS).await;
     let middle = &sampled[sampled.len() / 2];
     let cursor = jobs::Cursor {
         created_at: middle.created_at,

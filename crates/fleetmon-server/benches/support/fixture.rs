@@ -1,14 +1,14 @@
-//! The query benchmark's fixture: a database of its own on an external PostgreSQL server,
-//! migrated with fleetmon's migrations and filled with a generated history (`history.rs`) by
-//! `COPY` as the owner. Seeding takes a while at 10 million jobs, so the database is kept and
-//! reused as long as the parameters recorded in its `bench.fixture` table match. (Benchmarks
-//! include this file by path.)
+//! The query and page benchmarks' fixture: a database of its own on an external PostgreSQL
+//! server, migrated with fleetmon's migrations and filled with a generated history
+//! (`history.rs`) by `COPY` as the owner. Seeding takes a while at 10 million jobs, so the
+//! database is kept and reused as long as the parameters recorded in its `bench.fixture` table
+//! match. (Benchmarks include this file by path.)
 
 use std::time::Instant;
 
 use chrono::{DateTime, Days, SubsecRound, Utc};
 use fleetmon_server::db::sql::{query, query_as, query_scalar};
-use fleetmon_server::db::{migrate, partitions, SystemDb};
+use fleetmon_server::db::{migrate, partitions, SystemDb, TenantContext, TenantDb};
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
@@ -446,4 +446,38 @@ async fn drop_indexes(conn: &mut PgConnection, tables: &[&str]) -> Vec<String> {
         recreate.push(create);
     }
     recreate
+}
+
+/// A job of the largest org, as a case that reads one job (or a page from it) needs it.
+#[derive(sqlx::FromRow)]
+pub struct SampledJob {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub worker_id: Option<String>,
+    pub machine_id: Option<String>,
+}
+
+/// `count` jobs of the largest org spread evenly over the history, newest last: for detail
+/// cases and a deep cursor.
+pub async fn sample_jobs(db: &TenantDb, fixture: &Fixture, count: u32) -> Vec<SampledJob> {
+    let org = &fixture.orgs[0];
+    let span = chrono::Duration::days(i64::from(DAYS));
+    let starts = fixture.ends_at - span;
+    let mut tx = db.begin(TenantContext::org(org.id)).await.unwrap();
+    let mut sampled = Vec::new();
+    for k in 0..count {
+        let at = starts + span * (2 * k as i32 + 1) / (2 * count as i32);
+        let found: SampledJob = query_as(
+            "SELECT id, created_at, worker_id, machine_id FROM jobs
+             WHERE org_id = $1 AND created_at >= $2 ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(org.id)
+        .bind(at)
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+        sampled.push(found);
+    }
+    tx.rollback().await.unwrap();
+    sampled
 }
