@@ -725,8 +725,9 @@ async fn clients_that_never_read_cost_a_bounded_buffer_and_are_told_to_resync() 
         org.send(&app.base, &events).await;
         most_pending = most_pending.max(app.hub.stats().most_pending);
     }
-    // What they are owed is the org's log, shared and bounded; each holds at most the push it
-    // could not write.
+    // They really fell behind, and what they are owed is the org's log, shared and bounded;
+    // each holds at most the push it could not write.
+    assert!(most_pending > 0, "the sleepers kept up");
     assert!(most_pending <= RECENT_IDS, "{most_pending}");
 
     // Once a sleeper reads again, it is told to reload rather than sent every job.
